@@ -1,0 +1,72 @@
+"""plugmarket: a plugin marketplace for Jupyter and IPython.
+
+The public names are re-exported here and imported lazily, so that
+``import plugmarket`` (and ``%load_ext plugmarket``) pays only for what a
+verb actually uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "ActivationError": "plugmarket.errors",
+    "ArchiveError": "plugmarket.errors",
+    "Capability": "plugmarket.capabilities",
+    "CapabilityDenied": "plugmarket.errors",
+    "ConsentRequired": "plugmarket.errors",
+    "Grants": "plugmarket.capabilities",
+    "InstallError": "plugmarket.errors",
+    "IntegrityError": "plugmarket.errors",
+    "LoadError": "plugmarket.errors",
+    "Manifest": "plugmarket.manifest",
+    "ManifestError": "plugmarket.errors",
+    "OfflineError": "plugmarket.errors",
+    "PlugmarketError": "plugmarket.errors",
+    "RegistryError": "plugmarket.errors",
+    "ResolutionError": "plugmarket.errors",
+    "Settings": "plugmarket.settings",
+    "SignatureError": "plugmarket.errors",
+    "SourceError": "plugmarket.errors",
+    "read_manifest": "plugmarket.manifest",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from plugmarket.capabilities import Capability, Grants
+    from plugmarket.errors import (
+        ActivationError,
+        ArchiveError,
+        CapabilityDenied,
+        ConsentRequired,
+        InstallError,
+        IntegrityError,
+        LoadError,
+        ManifestError,
+        OfflineError,
+        PlugmarketError,
+        RegistryError,
+        ResolutionError,
+        SignatureError,
+        SourceError,
+    )
+    from plugmarket.manifest import Manifest, read_manifest
+    from plugmarket.settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plugmarket' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

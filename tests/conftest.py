@@ -1,0 +1,43 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.httpserver import LoopbackServer
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[..., LoopbackServer]]:
+    """Start real HTTP servers on 127.0.0.1 serving a folder; stopped after the test."""
+    servers: list[LoopbackServer] = []
+
+    def start(root: Path, **kwargs: object) -> LoopbackServer:
+        server = LoopbackServer(root, **kwargs).start()  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh PLUGMARKET_HOME, and no plugmarket variables leaking in from outside."""
+    for name in (
+        "PLUGMARKET_HOME",
+        "PLUGMARKET_REGISTRY",
+        "PLUGMARKET_TRUSTED_KEYS",
+        "PLUGMARKET_REQUIRE_SIGNATURE",
+        "PLUGMARKET_CACHE_TTL",
+        "PLUGMARKET_OFFLINE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("PLUGMARKET_HOME", str(path))
+    return path
