@@ -1,0 +1,279 @@
+"""Bounded downloads: the one place plugmarket's bytes cross the network.
+
+Every request made here has a per-read timeout *and* a total deadline (a
+trickling server cannot hold a download open forever), a byte cap enforced
+while streaming (an endless body is cut off, never buffered), and redirects
+followed by hand so that each hop is checked against the allowed origins
+(httpx's own redirect following would not ask). ``file://`` URLs and plain
+paths are read from disk under the same cap.
+
+Failures are raised as the caller's error class (``SourceError`` for
+plugin sources, ``RegistryError`` for registries), with the foreign
+exception chained; a size or hash that differs from what was pinned is an
+:class:`~plugmarket.errors.IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from plugmarket.errors import IntegrityError, PlugmarketError, SourceError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Fetched", "fetch", "make_client", "origin_allowed", "origin_of"]
+
+_MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a request returned.
+
+    ``status`` is 200 or 304 (304 only when conditional headers were sent);
+    ``url`` is the final URL after redirects; ``headers`` are lower-cased.
+    """
+
+    url: str
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+
+def make_client(timeout: float = 10.0) -> httpx.Client:
+    """An ``httpx.Client`` with plugmarket's defaults (timeouts on, no auto redirects)."""
+    import httpx
+
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        headers={"User-Agent": "plugmarket"},
+    )
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased, default ports dropped."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def origin_allowed(url: str, allowed: tuple[str, ...], start: str | None = None) -> bool:
+    """Whether ``url`` may be fetched: its origin is allowed, or (with no list) same-origin.
+
+    With an empty ``allowed`` list any first URL is allowed, and a redirect
+    (``start`` given) must stay on ``start``'s origin.
+    """
+    origin = origin_of(url)
+    if allowed:
+        return origin in {origin_of(a) for a in allowed}
+    return start is None or origin == origin_of(start)
+
+
+def fetch(
+    url: str,
+    *,
+    client: httpx.Client | None = None,
+    max_bytes: int,
+    deadline: float = 120.0,
+    allowed_origins: tuple[str, ...] = (),
+    headers: Mapping[str, str] | None = None,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    error: type[PlugmarketError] = SourceError,
+) -> Fetched:
+    """GET ``url`` (http, https, file, or a plain path) under plugmarket's bounds.
+
+    Args:
+        url: What to fetch.
+        client: The ``httpx.Client`` to use (the test seam); one is made if absent.
+        max_bytes: The most bytes to accept; more is an error, found while streaming.
+        deadline: Seconds the whole download may take, redirects included.
+        allowed_origins: Origins that may be contacted; empty means the first
+            URL's origin and no other.
+        headers: Extra request headers (``If-None-Match``, ...).
+        expected_size: If pinned, the body must be exactly this long.
+        expected_sha256: If pinned, the body's sha256 must match.
+        error: The error class for transport failures.
+
+    Returns:
+        The final URL, status (200, or 304 for a conditional request) and body.
+
+    Raises:
+        IntegrityError: the body is longer than pinned/capped, or its hash differs.
+        PlugmarketError: (of class ``error``) the URL is refused, the server fails,
+            the connection drops, or the deadline passes.
+    """
+    cap = max_bytes if expected_size is None else min(max_bytes, expected_size)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("", "file") or (len(parts.scheme) == 1 and url[1:3] == ":\\"):
+        result = _fetch_file(url, cap, error)
+    elif parts.scheme in ("http", "https"):
+        if not origin_allowed(url, allowed_origins):
+            raise error(
+                f"{url}: the origin {origin_of(url)} is not in the allowed origins",
+                hint="Ask an admin to add it to allowed_origins, or use another source.",
+            )
+        result = _fetch_http(
+            url,
+            client=client,
+            cap=cap,
+            deadline=deadline,
+            allowed=allowed_origins,
+            headers=headers or {},
+            error=error,
+        )
+    else:
+        raise error(
+            f"{url}: unsupported URL scheme {parts.scheme!r}",
+            hint="Use an https, http or file URL, or a folder path.",
+        )
+    if result.status == 200:
+        _check_pins(url, result.body, expected_size, expected_sha256)
+    return result
+
+
+def _check_pins(url: str, body: bytes, size: int | None, sha256: str | None) -> None:
+    if size is not None and len(body) != size:
+        raise IntegrityError(
+            f"{url}: expected {size} bytes, got {len(body)}",
+            subject=url,
+            expected=str(size),
+            actual=str(len(body)),
+            hint="The file was changed or truncated after it was published; do not use it.",
+        )
+    if sha256 is not None:
+        actual = hashlib.sha256(body).hexdigest()
+        if actual != sha256.lower():
+            raise IntegrityError(
+                f"{url}: sha256 mismatch (expected {sha256}, got {actual})",
+                subject=url,
+                expected=sha256,
+                actual=actual,
+                hint="The file was tampered with or replaced; do not use it.",
+            )
+
+
+def _too_big(url: str, cap: int) -> IntegrityError:
+    return IntegrityError(
+        f"{url}: the body is larger than the {cap} bytes allowed",
+        subject=url,
+        expected=f"at most {cap} bytes",
+        actual=f"more than {cap} bytes",
+        hint="The server sent more than was pinned or allowed (an endless-data attack, or "
+        "a file too large for max_plugin_size).",
+    )
+
+
+def _fetch_file(url: str, cap: int, error: type[PlugmarketError]) -> Fetched:
+    path = (
+        Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+        if url.startswith("file:")
+        else Path(url)
+    )
+    try:
+        with path.open("rb") as f:
+            body = f.read(cap + 1)
+    except OSError as exc:
+        raise error(
+            f"{url}: cannot read the file: {exc.strerror or exc}",
+            hint="Check that the path exists and is readable.",
+        ) from exc
+    if len(body) > cap:
+        raise _too_big(url, cap)
+    return Fetched(url=url, status=200, body=body)
+
+
+def _fetch_http(
+    url: str,
+    *,
+    client: httpx.Client | None,
+    cap: int,
+    deadline: float,
+    allowed: tuple[str, ...],
+    headers: Mapping[str, str],
+    error: type[PlugmarketError],
+) -> Fetched:
+    import httpx
+
+    own = client is None
+    http = make_client() if client is None else client
+    start = url
+    ends = time.monotonic() + deadline
+    try:
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                with http.stream("GET", url, headers=dict(headers), follow_redirects=False) as r:
+                    if r.status_code == 304 and headers:
+                        return Fetched(url, 304, b"", _lower(r.headers))
+                    if r.status_code in _REDIRECTS and "location" in r.headers:
+                        target = str(r.url.join(r.headers["location"]))
+                        if not origin_allowed(target, allowed, start):
+                            raise error(
+                                f"{start}: refused a redirect to {target} "
+                                f"(origin {origin_of(target)} is not allowed)",
+                                hint="Redirects may only lead to allowed origins.",
+                            )
+                        url = target
+                        continue
+                    if r.status_code != 200:
+                        raise error(
+                            f"{url}: the server answered HTTP {r.status_code}",
+                            hint="Check the URL; the server may be down or the file missing.",
+                        )
+                    declared = r.headers.get("content-length")
+                    if declared is not None and declared.isdigit() and int(declared) > cap:
+                        raise _too_big(url, cap)
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in r.iter_raw(_CHUNK):
+                        size += len(chunk)
+                        if size > cap:
+                            raise _too_big(url, cap)
+                        if time.monotonic() > ends:
+                            raise error(
+                                f"{url}: the download took longer than {deadline:g} s",
+                                hint="The server is too slow or trickling data; try later.",
+                            )
+                        chunks.append(chunk)
+                    return Fetched(str(r.url), 200, b"".join(chunks), _lower(r.headers))
+            except httpx.TimeoutException as exc:
+                raise error(
+                    f"{url}: the server did not answer in time ({type(exc).__name__})",
+                    hint="Check your connection or try later.",
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise error(
+                    f"{url}: the download failed: {exc}",
+                    hint="Check your connection and the URL, then try again.",
+                ) from exc
+        raise error(f"{start}: more than {_MAX_REDIRECTS} redirects", hint="Fix the URL.")
+    finally:
+        if own:
+            http.close()
+
+
+def _lower(headers: httpx.Headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
