@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Manifest": "plugmarket.manifest",
     "ManifestError": "plugmarket.errors",
     "OfflineError": "plugmarket.errors",
+    "PluginContext": "plugmarket.context",
     "PlugmarketError": "plugmarket.errors",
     "RegistryError": "plugmarket.errors",
     "ResolutionError": "plugmarket.errors",
