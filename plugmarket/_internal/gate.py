@@ -3,28 +3,41 @@ PEP 578 audit hook, sharing one policy per plugin.
 
 This is guard-rails, not a sandbox (see docs/threat-model.md): it stops
 plugins that overreach or make mistakes and records what they do; code that
-walks Python's object graph can reach ungated builtins.
+walks Python's object graph can reach ungated builtins and the real modules.
 
 A :class:`Guard` holds one plugin's identity and grants. Plugin code is
-recognised by the code objects' file names (registered by the importer),
-by the guard's ``running()`` context, or by code compiled through the
-plugin's own ``compile``/``exec``/``eval``; an audited event raised while
-any plugin frame is on the stack is checked against that plugin's grants.
+recognised by its code objects' file names (registered by the importer and
+by the plugin's own ``compile``/``exec``/``eval``) or by the guard's
+``running()`` context (host -> plugin calls, such as a C builtin registered
+as a callback). An audited event raised while plugin code is on the stack
+is checked against the grants of EVERY plugin on the stack, so a plugin
+cannot borrow a dependency's grants (no confused deputy).
+
+Invariants: the hook is added once per process and returns at once for
+events it does not gate and while no plugin is loaded; while it handles an
+event, nested events on the same thread pass (its own I/O, the audit sink).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import functools
-from collections.abc import Callable, Iterator
+import os
+import socket
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from plugmarket._internal.policy import EVENTS, LOAD_EXTENSION, Need, PathPolicy, decide
 from plugmarket.capabilities import Grants
 from plugmarket.errors import CapabilityDenied
 
-__all__ = ["AuditSink", "Guard"]
+__all__ = ["AuditSink", "Guard", "host_io", "install_hook"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 AuditSink = Callable[[CapabilityDenied], None]
@@ -33,14 +46,84 @@ AuditSink = Callable[[CapabilityDenied], None]
 _current: contextvars.ContextVar[Guard | None] = contextvars.ContextVar(
     "plugmarket_guard", default=None
 )
+# code file name -> the guard of the plugin it belongs to
+_files: dict[str, Guard] = {}
+_tls = threading.local()
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+_real_import = builtins.__import__
+_real_open = builtins.open
+_real_exec = builtins.exec
+_real_eval = builtins.eval
+_real_compile = builtins.compile
+_real_input = builtins.input
 
 
 def _no_audit(denial: CapabilityDenied) -> None:
     pass
 
 
+@contextmanager
+def host_io() -> Iterator[None]:
+    """Let plugmarket's own I/O (bytecode cache, audit log) pass the hook on this thread."""
+    previous = getattr(_tls, "busy", False)
+    _tls.busy = True
+    try:
+        yield
+    finally:
+        _tls.busy = previous
+
+
+def install_hook() -> None:
+    """Add the audit hook to this process (once; audit hooks cannot be removed)."""
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_hook)
+            _hook_installed = True
+
+
+def _guards_on_stack() -> list[Guard]:
+    found: list[Guard] = []
+    current = _current.get()
+    if current is not None:
+        found.append(current)
+    files = _files
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None:
+        guard = files.get(frame.f_code.co_filename)
+        if guard is not None and guard not in found:
+            found.append(guard)
+        frame = frame.f_back
+    return found
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if event not in EVENTS or (not _files and _current.get() is None):
+        return
+    if getattr(_tls, "busy", False):
+        return
+    _tls.busy = True
+    try:
+        guards = _guards_on_stack()
+        if not guards:
+            return
+        need = decide(event, args)
+        if need is None:
+            return
+        for guard in guards:
+            guard.check(need)
+            if event in ("os.rename", "os.link", "os.symlink") and len(args) > 1:
+                second = decide("os.remove", (args[1],))
+                if second is not None:
+                    guard.check(second)
+    finally:
+        _tls.busy = False
+
+
 class Guard:
-    """One plugin's identity, grants and audit sink.
+    """One plugin's identity, grants and audit sink, and its gated builtins.
 
     Args:
         plugin_id: The plugin's id.
@@ -48,6 +131,7 @@ class Guard:
         root: The folder its code lives in (always readable by it).
         storage: Its private folder (always readable and writable by it).
         audit: Called with every denial before it is raised.
+        readable: More folders it may read (its dependencies' code).
     """
 
     def __init__(
@@ -58,25 +142,109 @@ class Guard:
         root: Path | None = None,
         storage: Path | None = None,
         audit: AuditSink = _no_audit,
+        readable: tuple[Path, ...] = (),
     ) -> None:
         self.plugin_id = plugin_id
         self.grants = grants
         self.root = root
         self.storage = storage
         self.audit = audit
+        read = [os.path.realpath(p) for p in (root, *readable) if p is not None]
+        write = [os.path.realpath(storage)] if storage is not None else []
+        self.paths = PathPolicy(readable=tuple(read), writable=tuple(write))
+        self._resolved: dict[str, str] = {}  # address -> granted host name it came from
+        self._files: set[str] = set()
+        self.aliases: dict[str, str] = {}  # top-level import name -> namespace module
+
+    def __repr__(self) -> str:
+        return f"<Guard {self.plugin_id} {self.grants!r}>"
+
+    # --- decisions -------------------------------------------------------
 
     def deny(self, capability: str, operation: str, target: str = "") -> CapabilityDenied:
         """Build a denial, hand it to the audit sink, and return it (for ``raise``)."""
-        denial = CapabilityDenied(
-            plugin_id=self.plugin_id, capability=capability, operation=operation, target=target
-        )
-        self.audit(denial)
+        if capability:
+            denial = CapabilityDenied(
+                plugin_id=self.plugin_id,
+                capability=capability,
+                operation=operation,
+                target=target,
+            )
+        else:
+            denial = CapabilityDenied(
+                f"plugin {self.plugin_id!r} was denied {operation}: no capability grants it "
+                "(it hands out the host's frames or objects)",
+                plugin_id=self.plugin_id,
+                operation=operation,
+                target=target,
+                hint="Plugins cannot use this; run the plugin in process isolation mode "
+                "if it truly needs it.",
+            )
+        with host_io():
+            self.audit(denial)
         return denial
 
     def require(self, capability: str, operation: str, target: str = "") -> None:
-        """Raise :class:`CapabilityDenied` unless ``capability`` (an unscoped kind) is granted."""
+        """Raise :class:`CapabilityDenied` unless ``capability`` (a kind) is granted."""
         if not self.grants.has(capability):
             raise self.deny(capability, operation, target)
+
+    def check(self, need: Need) -> None:
+        """Raise :class:`CapabilityDenied` unless this plugin may do what ``need`` says."""
+        kind = need.kind
+        if kind in ("fs.read", "fs.write"):
+            if not self.paths.allows(self.grants, need):
+                raise self.deny(f"{kind}:{need.target}", need.operation, need.target)
+        elif kind == "net":
+            if not self._net_allowed(need):
+                scope = need.target + (f":{need.port}" if need.port else "")
+                raise self.deny(f"net:{scope}", need.operation, scope)
+        elif kind == "env":
+            if not self.grants.allows_env(need.target):
+                raise self.deny(f"env:{need.target}", need.operation, need.target)
+        elif kind == "native" and need.operation == LOAD_EXTENSION:
+            # C extensions installed in the environment are the admin's choice;
+            # native code shipped by a plugin needs the grant.
+            if not self.paths.in_environment(need.target):
+                self.require(kind, need.operation, need.target)
+        elif kind in ("subprocess", "native"):
+            self.require(kind, need.operation, need.target)
+        else:
+            raise self.deny("", need.operation, need.target)
+
+    def _net_allowed(self, need: Need) -> bool:
+        host, port = need.target, need.port
+        if self.grants.allows_net(host, port):
+            if need.operation == "socket.getaddrinfo" and self.grants.capabilities:
+                self._remember_addresses(host, port)
+            return True
+        granted_host = self._resolved.get(host)
+        return granted_host is not None and self.grants.allows_net(granted_host, port)
+
+    def _remember_addresses(self, host: str, port: int | None) -> None:
+        # A granted name resolves to addresses the later connect() will use.
+        if host in self._resolved.values() or not host:
+            return
+        try:
+            infos = socket.getaddrinfo(host, port)
+        except OSError:
+            return
+        for info in infos:
+            self._resolved[str(info[4][0])] = host
+
+    # --- attribution -----------------------------------------------------
+
+    def add_file(self, filename: str) -> None:
+        """Attribute code compiled from ``filename`` to this plugin."""
+        self._files.add(filename)
+        _files[filename] = self
+
+    def release(self) -> None:
+        """Forget this plugin's files (at unload)."""
+        for name in self._files:
+            if _files.get(name) is self:
+                del _files[name]
+        self._files.clear()
 
     @contextmanager
     def running(self) -> Iterator[None]:
@@ -97,3 +265,160 @@ class Guard:
 
         del call.__wrapped__  # do not hand the plugin's own function back out
         return call  # type: ignore[return-value]
+
+    # --- the plugin's own builtins ---------------------------------------
+
+    def make_builtins(self) -> dict[str, Any]:
+        """A ``__builtins__`` dict whose sensitive entries check this plugin's grants."""
+        table = dict(builtins.__dict__)
+        table.update(
+            __import__=self._import,
+            open=self._open,
+            exec=self._exec,
+            eval=self._eval,
+            compile=self._compile,
+            input=self._input,
+            breakpoint=self._breakpoint,
+        )
+        return table
+
+    def _import(
+        self,
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: tuple[str, ...] | list[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        if level == 0:
+            top, dot, rest = name.partition(".")
+            target = self.aliases.get(top)
+            if target is not None:
+                module = _real_import(target + dot + rest, globals, locals, fromlist, 0)
+                return module if fromlist else sys.modules[target]
+            need = decide("import", (name,))
+            if need is not None:
+                self.check(need)
+            if top == "os" and "env" not in self.grants._unscoped:
+                module = _real_import(name, globals, locals, fromlist, 0)
+                return _GatedOs(self) if module is os else module
+            if top == "builtins" and not rest:
+                proxy = types.ModuleType("builtins")
+                proxy.__dict__.update(self.make_builtins())
+                return proxy
+        return _real_import(name, globals, locals, fromlist, level)
+
+    def _open(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        # Convert once and use that value, so a path object cannot answer differently
+        # when checked and when opened.
+        if not isinstance(file, int):
+            file = os.fspath(file)
+        need = decide("open", (file, mode, 0))
+        if need is not None:
+            self.check(need)
+        return _real_open(file, mode, *args, **kwargs)
+
+    def _compile(self, source: Any, filename: Any, mode: str, *args: Any, **kwargs: Any) -> Any:
+        name = os.fsdecode(filename) if isinstance(filename, str | bytes) else repr(filename)
+        if name not in self._files:
+            name = f"<plugin {self.plugin_id}: {name}>"
+            self.add_file(name)
+        return _real_compile(source, name, mode, *args, **kwargs)
+
+    def _namespace(
+        self, globals: dict[str, Any] | None, locals: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], Mapping[str, Any]]:
+        if globals is None:
+            caller = sys._getframe(2)
+            globals = caller.f_globals
+            locals = caller.f_locals if locals is None else locals
+        elif locals is None:
+            locals = globals
+        current = globals.get("__builtins__")
+        if current is None or current is builtins or current is builtins.__dict__:
+            globals["__builtins__"] = self.make_builtins()
+        return globals, locals
+
+    def _exec(
+        self,
+        source: Any,
+        globals: dict[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        /,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(source, str | bytes):
+            source = self._compile(source, "<string>", "exec")
+        globals, locals = self._namespace(globals, locals)
+        _real_exec(source, globals, locals, **kwargs)
+
+    def _eval(
+        self,
+        source: Any,
+        globals: dict[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        /,
+    ) -> Any:
+        if isinstance(source, str | bytes):
+            source = self._compile(source, "<string>", "eval")
+        globals, locals = self._namespace(globals, locals)
+        return _real_eval(source, globals, locals)
+
+    def _input(self, prompt: object = "") -> str:
+        self.require("display", "input", str(prompt))
+        return _real_input(prompt)
+
+    def _breakpoint(self, *args: Any, **kwargs: Any) -> None:
+        raise self.deny("", "breakpoint")
+
+
+class _GatedEnviron(MutableMapping[str, str]):
+    """``os.environ`` as a plugin without an unscoped ``env`` grant sees it."""
+
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def _check(self, name: str, operation: str) -> None:
+        if not self._guard.grants.allows_env(name):
+            raise self._guard.deny(f"env:{name}", operation, name)
+
+    def __getitem__(self, name: str) -> str:
+        self._check(name, "read an environment variable")
+        return os.environ[name]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._check(name, "set an environment variable")
+        os.environ[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        self._check(name, "unset an environment variable")
+        del os.environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n in os.environ if self._guard.grants.allows_env(n)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+class _GatedOs(types.ModuleType):
+    """The ``os`` module as a plugin sees it: environment reads are checked."""
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__("os", os.__doc__)
+        self.__dict__["environ"] = _GatedEnviron(guard)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "getenv":
+            environ = self.__dict__["environ"]
+
+            def getenv(key: str, default: str | None = None) -> str | None:
+                return environ.get(key, default)  # type: ignore[no-any-return]
+
+            return getenv
+        if name in ("environb", "getenvb"):
+            raise self.__dict__["environ"]._guard.deny("env", f"os.{name}")
+        return getattr(os, name)
