@@ -23,8 +23,8 @@ from plugmarket.capabilities import Grants
 
 __all__ = [
     "ALWAYS_DENIED",
-    "LOAD_EXTENSION",
     "EVENTS",
+    "LOAD_EXTENSION",
     "Need",
     "PathPolicy",
     "decide",
