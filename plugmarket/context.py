@@ -231,7 +231,7 @@ class PluginContext:
             undo = self.__host.on(event, self.__guard.wrap(fn))
             self.__stack.append((f"{event} callback", undo))
 
-    def push(self, **names: object) -> None:
+    def push(self, /, **names: object) -> None:
         """Bind ``names`` in the user namespace.
 
         At unload each name gets its previous value back (or is deleted if it

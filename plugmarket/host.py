@@ -376,10 +376,13 @@ class IPythonHost:
             if table.get(name) is fn:
                 del table[name]
             if vars(user_magics).get(name, _MISSING) is fn:
-                if previous_attr is _MISSING:
-                    delattr(user_magics, name)
-                else:
+                # The attribute is last-writer-wins across kinds: give back the
+                # previous one only while it is still a live magic.
+                live = any(f is previous_attr for t in manager.magics.values() for f in t.values())
+                if live:
                     setattr(user_magics, name, previous_attr)
+                else:
+                    delattr(user_magics, name)
 
         return _once(undo)
 
