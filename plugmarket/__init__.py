@@ -27,11 +27,13 @@ _EXPORTS: dict[str, str] = {
     "ManifestError": "plugmarket.errors",
     "OfflineError": "plugmarket.errors",
     "PluginContext": "plugmarket.context",
+    "PluginFiles": "plugmarket.sources",
     "PlugmarketError": "plugmarket.errors",
     "RegistryError": "plugmarket.errors",
     "ResolutionError": "plugmarket.errors",
     "Settings": "plugmarket.settings",
     "SignatureError": "plugmarket.errors",
+    "Source": "plugmarket.sources",
     "SourceError": "plugmarket.errors",
     "read_manifest": "plugmarket.manifest",
 }
