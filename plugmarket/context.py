@@ -28,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from plugmarket._internal.gate import host_io
 from plugmarket.errors import PlugmarketError
 
 if TYPE_CHECKING:
@@ -131,7 +132,9 @@ class PluginContext:
         """
         if not self.__storage_ready:
             try:
-                self.__storage.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # plugmarket's own I/O, even when the plugin's code asked for it.
+                with host_io():
+                    self.__storage.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise PlugmarketError(
                     f"cannot create the storage folder {self.__storage} of plugin "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import contextvars
 import functools
+import importlib.machinery
 import os
 import socket
 import sys
@@ -99,10 +100,17 @@ def _guards_on_stack() -> list[Guard]:
     return found
 
 
+# The import system lists every sys.path folder (the current one too) to fill
+# its cache when anything new is imported; that listing is not the plugin's.
+_IMPORT_LISTING = importlib.machinery.FileFinder._fill_cache.__code__  # type: ignore[attr-defined]
+
+
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     if event not in EVENTS or (not _files and _current.get() is None):
         return
     if getattr(_tls, "busy", False):
+        return
+    if event == "os.listdir" and sys._getframe(1).f_code is _IMPORT_LISTING:
         return
     _tls.busy = True
     try:

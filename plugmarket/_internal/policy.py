@@ -100,6 +100,28 @@ ALWAYS_DENIED = frozenset(
     }
 )
 LOAD_EXTENSION = "load a C extension"
+_CTYPES_EVENTS = frozenset(
+    "ctypes." + name
+    for name in (
+        "dlopen",
+        "dlsym",
+        "dlsym/handle",
+        "cdata",
+        "cdata/buffer",
+        "create_string_buffer",
+        "create_unicode_buffer",
+        "addressof",
+        "call_function",
+        "get_errno",
+        "set_errno",
+        "get_last_error",
+        "set_last_error",
+        "string_at",
+        "wstring_at",
+        "PyObj_FromPtr",
+        "set_exception",
+    )
+)
 _NATIVE_MODULES = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})
 #: Every event the hook looks at; everything else returns at once.
 EVENTS = frozenset(
@@ -110,6 +132,7 @@ EVENTS = frozenset(
     | _PROCESS_EVENTS
     | _ENV_EVENTS
     | ALWAYS_DENIED
+    | _CTYPES_EVENTS
 )
 
 
@@ -201,7 +224,7 @@ def decide(event: str, args: tuple[object, ...]) -> Need | None:
         return Need("env", _text(args[0] if args else ""), event)
     if event in ALWAYS_DENIED:
         return Need("", "", event)
-    if event.startswith("ctypes."):
+    if event in _CTYPES_EVENTS:
         return Need("native", event, event)
     return None
 
