@@ -104,7 +104,7 @@ class WheelInfo:
 def refuse(source: str, member: str, reason: str, hint: str = "") -> ArchiveError:
     """The one shape of a refusal: the archive, the member, the reason."""
     return ArchiveError(
-        f"{source}: refused the archive because member {member!r} {reason}",
+        f"{source}: refused the archive because member {member!r} {reason}.",
         source=source,
         member=member,
         hint=hint or "Do not use this archive; rebuild it from the plugin's source folder.",
