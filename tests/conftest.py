@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.httpserver import LoopbackServer
+from tests.support.shell import real_shell
 
 
 @pytest.fixture
@@ -41,3 +43,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("PLUGMARKET_HOME", str(path))
     return path
+
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real IPython InteractiveShell writing only under tmp_path, cleared after the test."""
+    with real_shell(tmp_path, monkeypatch) as sh:
+        yield sh
