@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from plugmarket._internal import archive
+from plugmarket._internal import archive, cachedir
 from plugmarket._internal.fetch import fetch
 from plugmarket.errors import ManifestError, SourceError
 from plugmarket.manifest import (
@@ -333,7 +333,7 @@ def _single_file(
     def fill(tmp: Path) -> None:
         (tmp / name).write_bytes(data)
 
-    root, _ = archive.store_tree(_cache(settings), _tree_sha256([(name, data)]), fill)
+    root, _ = cachedir.store_tree(_cache(settings), _tree_sha256([(name, data)]), fill)
     manifest = dataclasses.replace(manifest, path=str(root / name))
     return PluginFiles(root, name[:-3], manifest, hashlib.sha256(data).hexdigest(), origin)
 
@@ -379,7 +379,7 @@ def _unpack_archive(
         def fill(tmp: Path) -> None:
             archive.unpack(zf, listing, tmp, max_unpacked=settings.max_unpacked_size, prefix=prefix)
 
-        root, _ = archive.store_tree(_cache(settings), sha, fill)
+        root, _ = cachedir.store_tree(_cache(settings), sha, fill)
     manifest = dataclasses.replace(manifest, path=str(root / (prefix + member)))
     return PluginFiles(root, top, manifest, sha, origin)
 

@@ -20,8 +20,8 @@ Invariants:
   enforced on the bytes actually inflated (a header that lies is caught).
 - Bytecode (``*.pyc``, ``*.pyo``, ``__pycache__/``) and a wheel's ``.data/``
   folder are never unpacked.
-- :func:`store_tree` fills a temporary folder beside the cache entry and
-  renames it into place: an entry is complete or absent, and never rewritten.
+- :func:`unpack` writes into a fresh folder that
+  :func:`plugmarket._internal.cachedir.store_tree` renames into place.
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ import email.parser
 import io
 import os
 import re
-import shutil
 import stat
 import struct
-import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,7 +43,8 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from plugmarket.errors import ArchiveError, SourceError
+from plugmarket._internal.cachedir import write_error
+from plugmarket.errors import ArchiveError
 
 __all__ = [
     "Listing",
@@ -55,7 +54,6 @@ __all__ = [
     "open_zip",
     "package_candidates",
     "read_member",
-    "store_tree",
     "unpack",
 ]
 
@@ -104,7 +102,7 @@ class WheelInfo:
 def refuse(source: str, member: str, reason: str, hint: str = "") -> ArchiveError:
     """The one shape of a refusal: the archive, the member, the reason."""
     return ArchiveError(
-        f"{source}: refused the archive because member {member!r} {reason}.",
+        f"{source}: refused the archive because member {member!r} {reason}",
         source=source,
         member=member,
         hint=hint or "Do not use this archive; rebuild it from the plugin's source folder.",
@@ -356,63 +354,19 @@ def unpack(
             os.makedirs(os.path.dirname(target), exist_ok=True)
             fd = os.open(target, flags, 0o644)
         except OSError as exc:
-            raise _write_error(dest, exc) from exc
+            raise write_error(dest, exc) from exc
         with os.fdopen(fd, "wb") as out:
             for chunk in _inflate(zf, info, source=listing.source, limit=budget):
                 budget -= len(chunk)
                 try:
                     out.write(chunk)
                 except OSError as exc:
-                    raise _write_error(dest, exc) from exc
+                    raise write_error(dest, exc) from exc
             try:
                 out.flush()
                 os.fsync(out.fileno())
             except OSError as exc:
-                raise _write_error(dest, exc) from exc
-
-
-def store_tree(cache: Path, key: str, fill: Callable[[Path], None]) -> tuple[Path, bool]:
-    """The cache entry ``cache/key``, filled by ``fill`` if it does not exist yet.
-
-    ``fill`` writes into a temporary folder beside the entry, which is then
-    renamed into place; if ``fill`` raises, the temporary folder and any cache
-    folders this call created are removed, so a failure leaves no trace.
-
-    Returns:
-        The entry's path, and whether this call created it.
-
-    Raises:
-        SourceError: the cache cannot be written; or whatever ``fill`` raised.
-    """
-    final = cache / key
-    if final.is_dir():
-        return final, False
-    created = [p for p in (cache, *cache.parents) if not p.exists()]
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache))
-    except OSError as exc:
-        _remove_empty(created)
-        raise _write_error(cache, exc) from exc
-    try:
-        fill(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process stored it first
-            return final, False
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
-        raise _write_error(cache, exc) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
-        raise
-    _fsync_dir(cache)
-    return final, True
+                raise write_error(dest, exc) from exc
 
 
 # --- the rules --------------------------------------------------------------
@@ -581,32 +535,3 @@ def _declared_entries(data: bytes) -> int | None:
         return None
     (total64,) = struct.unpack_from("<Q", data, offset + 32)
     return int(total64)
-
-
-def _write_error(where: Path, exc: OSError) -> SourceError:
-    return SourceError(
-        f"{where}: cannot write the plugin cache: {exc.strerror or exc}",
-        source=str(where),
-        hint="Check that plugmarket's home folder is writable and has free space.",
-    )
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:  # deepest first
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

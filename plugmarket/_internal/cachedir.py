@@ -1,0 +1,94 @@
+"""Content-addressed cache folders, written atomically and never rewritten.
+
+An entry ``<cache>/<key>/`` is filled in a temporary folder beside it
+(``<cache>/.tmp-*``) and renamed into place, so an entry is complete or
+absent. A second writer that loses the race discards its copy and uses the
+winner's. A failed fill removes its temporary folder and any cache folders
+the call created, leaving no trace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from plugmarket.errors import SourceError
+
+__all__ = ["store_tree", "write_error"]
+
+
+def store_tree(cache: Path, key: str, fill: Callable[[Path], None]) -> tuple[Path, bool]:
+    """The cache entry ``cache/key``, filled by ``fill`` if it does not exist yet.
+
+    ``fill`` writes into a temporary folder beside the entry, which is then
+    renamed into place; if ``fill`` raises, the temporary folder and any cache
+    folders this call created are removed, so a failure leaves no trace.
+
+    Returns:
+        The entry's path, and whether this call created it.
+
+    Raises:
+        SourceError: the cache cannot be written; or whatever ``fill`` raised.
+    """
+    final = cache / key
+    if final.is_dir():
+        return final, False
+    created = [p for p in (cache, *cache.parents) if not p.exists()]
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache))
+    except OSError as exc:
+        _remove_empty(created)
+        raise write_error(cache, exc) from exc
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process stored it first
+            return final, False
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise write_error(cache, exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise
+    _fsync_dir(cache)
+    return final, True
+
+
+def write_error(where: Path, exc: OSError) -> SourceError:
+    """The error for a cache folder that cannot be written."""
+    return SourceError(
+        f"{where}: cannot write the plugin cache: {exc.strerror or exc}",
+        source=str(where),
+        hint="Check that plugmarket's home folder is writable and has free space.",
+    )
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
