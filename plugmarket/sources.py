@@ -249,8 +249,8 @@ def _local(path: Path, settings: Settings, origin: str) -> PluginFiles:
     if path.suffix == ".py":
         top = _module_name(path.stem, path)
         body = fetch(str(path), max_bytes=settings.max_plugin_size).body
-        sha = hashlib.sha256(body).hexdigest()
-        return PluginFiles(path.parent, top, read_manifest(path), sha, origin)
+        manifest = read_manifest_text(_utf8(body, str(path)), path=str(path), toml=False)
+        return PluginFiles(path.parent, top, manifest, hashlib.sha256(body).hexdigest(), origin)
     if path.suffix in _ARCHIVES:
         body = fetch(str(path), max_bytes=settings.max_plugin_size).body
         return _artifact(body, path.name, str(path), origin, settings)
@@ -283,7 +283,7 @@ def _folder_sha256(folder: Path) -> str:
 def _tree_sha256(entries: Iterable[tuple[str, bytes]]) -> str:
     digest = hashlib.sha256()
     for rel, data in entries:
-        digest.update(b"%s\0%d\0" % (rel.encode("utf-8"), len(data)))
+        digest.update(b"%s\0%d\0" % (os.fsencode(rel), len(data)))
         digest.update(data)
     return digest.hexdigest()
 
@@ -342,13 +342,7 @@ def _artifact(data: bytes, name: str, where: str, origin: str, settings: Setting
     """A downloaded or local ``.py``, ``.zip`` or ``.whl``, by its file name."""
     if name.endswith(".py"):
         module = _module_name(name[:-3], where)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SourceError(
-                f"{where}: the module is not UTF-8 text", source=where, hint="Save it as UTF-8."
-            ) from exc
-        manifest = read_manifest_text(text, path=where, toml=False)
+        manifest = read_manifest_text(_utf8(data, where), path=where, toml=False)
         return _single_file(data, f"{module}.py", manifest, origin, settings)
     if name.endswith(_ARCHIVES):
         return _unpack_archive(data, name, where, origin, settings)
@@ -492,6 +486,15 @@ def _no_manifest(source: str, member: str) -> ManifestError:
 
 def _cache(settings: Settings) -> Path:
     return Path(settings.home) / "cache" / "sources"
+
+
+def _utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"{where}: the module is not UTF-8 text", source=where, hint="Save it as UTF-8."
+        ) from exc
 
 
 def _module_name(name: str, where: object) -> str:
