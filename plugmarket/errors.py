@@ -62,7 +62,10 @@ class PlugmarketError(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip() if self.hint else self.message
+        if not self.hint:
+            return self.message
+        stop = "" if self.message.endswith((".", "!", "?", ":")) else "."
+        return f"{self.message}{stop} {self.hint}"
 
 
 class ManifestError(PlugmarketError):

@@ -25,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -172,7 +173,7 @@ class Source:
             )
         return cls("index", requirement, index_url=index_url)
 
-    @property
+    @functools.cached_property
     def origin(self) -> str:
         """Where the plugin comes from, as recorded in :attr:`PluginFiles.origin`."""
         if self.kind == "local":
@@ -245,15 +246,23 @@ def _local(path: Path, settings: Settings, origin: str) -> PluginFiles:
                 source=str(path),
                 hint="Point at the package folder (the one with __init__.py) or at a .py file.",
             )
-        return PluginFiles(path.parent, top, read_manifest(path), _folder_sha256(path), origin)
+        digest, manifest = _folder_identity(path)
+        return PluginFiles(path.parent, top, manifest, digest, origin)
     if path.suffix == ".py":
         top = _module_name(path.stem, path)
         body = fetch(str(path), max_bytes=settings.max_plugin_size).body
         manifest = read_manifest_text(_utf8(body, str(path)), path=str(path), toml=False)
         return PluginFiles(path.parent, top, manifest, hashlib.sha256(body).hexdigest(), origin)
     if path.suffix in _ARCHIVES:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, str(settings.home))
+        known = _archive_memo.get(key)
+        if known is not None and os.path.isdir(known.root):
+            return known
         body = fetch(str(path), max_bytes=settings.max_plugin_size).body
-        return _artifact(body, path.name, str(path), origin, settings)
+        files = _artifact(body, path.name, str(path), origin, settings)
+        _archive_memo[key] = files
+        return files
     raise SourceError(
         f"{path}: not a .py file, a package folder, a .zip or a .whl",
         source=str(path),
@@ -261,23 +270,48 @@ def _local(path: Path, settings: Settings, origin: str) -> PluginFiles:
     )
 
 
-def _folder_sha256(folder: Path) -> str:
-    """The digest of a folder's files, as the loader sees them (bytecode caches left out)."""
-    entries: list[tuple[str, Path]] = []
-    for here, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in files:
-            if not name.endswith((".pyc", ".pyo")):
-                full = Path(here, name)
-                entries.append((full.relative_to(folder.parent).as_posix(), full))
+# (folder, stat signature of its files) -> (sha256, manifest): a folder used in
+# place is re-read only when one of its files changed.
+# (archive path, mtime, size, home) -> what it unpacked to, checked once per change.
+_archive_memo: dict[tuple[str, int, int, str], PluginFiles] = {}
+_folder_memo: dict[tuple[str, tuple[tuple[str, int, int], ...]], tuple[str, Manifest]] = {}
+
+
+def _folder_files(folder: Path) -> list[tuple[str, str, os.stat_result]]:
+    """(path relative to the folder's parent, full path, stat) of the files the loader sees."""
+    entries: list[tuple[str, str, os.stat_result]] = []
+    parent = len(str(folder.parent)) + 1
+    pending = [str(folder)]
+    while pending:
+        with os.scandir(pending.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        pending.append(entry.path)
+                elif not entry.name.endswith((".pyc", ".pyo")):
+                    entries.append((entry.path[parent:], entry.path, entry.stat()))
+    entries.sort()
+    return entries
+
+
+def _folder_identity(folder: Path) -> tuple[str, Manifest]:
+    """The digest of a folder's files (bytecode caches left out) and its manifest."""
     try:
-        return _tree_sha256((rel, full.read_bytes()) for rel, full in sorted(entries))
+        files = _folder_files(folder)
+        key = (str(folder), tuple((rel, st.st_mtime_ns, st.st_size) for rel, _, st in files))
+        known = _folder_memo.get(key)
+        if known is not None:
+            return known
+        digest = _tree_sha256((rel, Path(full).read_bytes()) for rel, full, _ in files)
     except OSError as exc:
         raise SourceError(
             f"{folder}: cannot read the plugin's files: {exc.strerror or exc}",
             source=str(folder),
             hint="Check the folder's permissions.",
         ) from exc
+    result = (digest, read_manifest(folder))
+    _folder_memo[key] = result
+    return result
 
 
 def _tree_sha256(entries: Iterable[tuple[str, bytes]]) -> str:

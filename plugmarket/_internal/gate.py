@@ -157,15 +157,20 @@ class Guard:
         self.root = root
         self.storage = storage
         self.audit = audit
-        read = [os.path.realpath(p) for p in (root, *readable) if p is not None]
-        write = [os.path.realpath(storage)] if storage is not None else []
-        self.paths = PathPolicy(readable=tuple(read), writable=tuple(write))
+        self._folders = (tuple(p for p in (root, *readable) if p is not None), storage)
         self._resolved: dict[str, str] = {}  # address -> granted host name it came from
         self._files: set[str] = set()
         self.aliases: dict[str, str] = {}  # top-level import name -> namespace module
 
     def __repr__(self) -> str:
         return f"<Guard {self.plugin_id} {self.grants!r}>"
+
+    @functools.cached_property
+    def paths(self) -> PathPolicy:
+        """The folders this plugin may always use (resolved on first need)."""
+        readable, storage = self._folders
+        write = (os.path.realpath(storage),) if storage is not None else ()
+        return PathPolicy(readable=tuple(os.path.realpath(p) for p in readable), writable=write)
 
     # --- decisions -------------------------------------------------------
 

@@ -54,13 +54,17 @@ class PluginSpace:
     guard: Guard
     bytecode_dir: Path | None = None
     builtins: dict[str, Any] = field(default_factory=dict)
+    is_package: bool = False
+    base: str = ""  # root/<top> as a string, for fast lookups
+    modules: set[str] = field(default_factory=set)  # every module created in the space
 
-    @property
-    def is_package(self) -> bool:
-        return (self.root / self.top / "__init__.py").is_file()
+    def __post_init__(self) -> None:
+        self.base = os.path.join(self.root, self.top)
+        self.is_package = os.path.isfile(os.path.join(self.base, "__init__.py"))
 
     def module_names(self) -> list[str]:
-        return [n for n in sys.modules if n == self.namespace or n.startswith(self.namespace + ".")]
+        """The space's modules now in ``sys.modules`` (all created through its loader)."""
+        return [n for n in self.modules if n in sys.modules]
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -81,30 +85,28 @@ class _Finder(importlib.abc.MetaPathFinder):
         space = self.spaces.get(PREFIX + leaf)
         if space is None:
             return None
-        if space.is_package:
-            base = space.root / space.top
-            parts = rest.split(".") if rest else []
-            candidate = base.joinpath(*parts)
-            if (candidate / "__init__.py").is_file():
-                return self._spec(fullname, candidate / "__init__.py", space, package=candidate)
-            if parts and candidate.with_suffix(".py").is_file():
-                return self._spec(fullname, candidate.with_suffix(".py"), space)
-            return None
-        if rest:
-            return None  # a single-file plugin has no submodules
-        return self._spec(fullname, space.root / f"{space.top}.py", space)
+        if not space.is_package:
+            # A single-file plugin has no submodules.
+            return None if rest else self._spec(fullname, space.base + ".py", space)
+        candidate = os.path.join(space.base, *rest.split(".")) if rest else space.base
+        init = os.path.join(candidate, "__init__.py")
+        if os.path.isfile(init):
+            return self._spec(fullname, init, space, package=candidate)
+        if rest and os.path.isfile(candidate + ".py"):
+            return self._spec(fullname, candidate + ".py", space)
+        return None
 
     @staticmethod
     def _spec(
-        fullname: str, file: Path, space: PluginSpace, package: Path | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        loader = _Loader(fullname, str(file), space)
-        return importlib.util.spec_from_file_location(
-            fullname,
-            file,
-            loader=loader,
-            submodule_search_locations=[str(package)] if package is not None else None,
+        fullname: str, file: str, space: PluginSpace, package: str | None = None
+    ) -> importlib.machinery.ModuleSpec:
+        spec = importlib.machinery.ModuleSpec(
+            fullname, _Loader(fullname, file, space), origin=file, is_package=package is not None
         )
+        if package is not None:
+            spec.submodule_search_locations = [package]
+        spec.has_location = True
+        return spec
 
 
 class _Loader(importlib.machinery.SourceFileLoader):
@@ -145,6 +147,7 @@ class _Loader(importlib.machinery.SourceFileLoader):
         return code
 
     def exec_module(self, module: types.ModuleType) -> None:
+        self.space.modules.add(module.__name__)
         module.__builtins__ = self.space.builtins  # type: ignore[attr-defined]
         code = self.get_code(module.__name__)
         exec(code, module.__dict__)
@@ -179,7 +182,7 @@ def claim_namespace(
     base = PREFIX + plugin_id.replace("-", "_")
     with _lock:
         name, n = base, 1
-        while name in _finder.spaces or name in sys.modules:
+        while name in _finder.spaces or name in sys.modules:  # another version is loaded
             n += 1
             name = f"{base}__{n}"
         space = PluginSpace(
@@ -204,5 +207,4 @@ def release_namespace(space: PluginSpace) -> None:
     leaf = space.namespace[len(PREFIX) :]
     if parent is not None and leaf in parent.__dict__:
         delattr(parent, leaf)
-    importlib.invalidate_caches()
     space.guard.release()
