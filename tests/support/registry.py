@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 from plugmarket._internal import registry_format as fmt
 from plugmarket._internal.signing import generate_keypair, load_private_key, sign
 from plugmarket.publish import PublishResult, publish, sign_index, yank
+from plugmarket.registry import RegistryClient
 from plugmarket.settings import RegistryConfig, Settings
 
 T0 = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)  # when the test registries are published
@@ -130,6 +133,36 @@ class TestRegistry:
         """A hand-made index (fields the encoder would never write), signed."""
         self.write_index(fmt.canonical_json(data), key=key)
 
+    def rewrite(
+        self,
+        entries: Callable[[fmt.IndexEntry], fmt.IndexEntry] = lambda e: e,
+        *,
+        expires: datetime | None = None,
+    ) -> fmt.Index:
+        """Rewrite every index entry with ``entries``, bump the version, sign with our key."""
+        old = self.index()
+        self.now += timedelta(seconds=1)
+        new = replace(
+            old,
+            version=old.version + 1,
+            generated=self.now,
+            expires=expires or self.now + timedelta(days=30),
+            plugins=MappingProxyType({pid: entries(e) for pid, e in old.plugins.items()}),
+        )
+        self.write_index(fmt.encode_index(new))
+        return new
+
+    def rewrite_detail(
+        self, plugin_id: str, change: Callable[[fmt.PluginDetail], fmt.PluginDetail]
+    ) -> None:
+        """Change a detail file, pin the new bytes in a new signed index version."""
+        path = self.detail_path(plugin_id)
+        detail = fmt.decode_detail(path.read_bytes(), registry="test", plugin_id=plugin_id)
+        data = fmt.encode_detail(change(detail))
+        path.write_bytes(data)
+        pin = fmt.Artifact(url=fmt.detail_path(plugin_id), sha256=sha256(data), size=len(data))
+        self.rewrite(lambda e: replace(e, detail=pin) if e.id == plugin_id else e)
+
     def index_json(self) -> dict[str, object]:
         loaded: dict[str, object] = json.loads((self.root / fmt.INDEX_FILE).read_bytes())
         return loaded
@@ -178,7 +211,14 @@ def make_registry(base: Path, name: str = "registry") -> TestRegistry:
         tags=("csv", "table"),
         categories=("data",),
     )
-    reg.publish("csv-tools", "2.0.0b1", summary="Preview CSV files as tables", channel="beta")
+    reg.publish(
+        "csv-tools",
+        "2.0.0b1",
+        summary="Preview CSV files as tables",
+        tags=("csv", "table"),
+        categories=("data",),
+        channel="beta",
+    )
     reg.publish("table-lib", "0.3.0", summary="Render rows as HTML tables", tags=("table",))
     reg.publish(
         "sql-magic",
@@ -201,3 +241,21 @@ def make_registry(base: Path, name: str = "registry") -> TestRegistry:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class Clients:
+    """Makes registry clients for one test and closes them (and their sockets) afterwards."""
+
+    def __init__(self) -> None:
+        self.made: list[RegistryClient] = []
+
+    def __call__(
+        self, settings: Settings, now: Callable[[], datetime] | None = None
+    ) -> RegistryClient:
+        client = RegistryClient(settings, now=now or Clock())
+        self.made.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.made:
+            client.close()
