@@ -150,14 +150,48 @@ def memory_child(work: Path) -> None:
     print(json.dumps({"rss_kib": after - before, "traced_kib": traced // 1024, "n": len(kept)}))
 
 
+def hook_child(work: Path, with_plugins: bool) -> None:
+    """In a fresh process: host code's open()+close() and an import, with or without
+    the gate's hook and 10 loaded plugins."""
+    target = work / "host-file.txt"
+    target.write_text("x")
+    if with_plugins:
+        settings = Settings(home=work / "home")
+        for i in range(10):
+            pkg = write_package(work / f"h{i}", f"hooked_{i}", f"hooked-{i}")
+            load(Source.local(pkg), settings=settings, host=PlainHost())
+
+    def host_open() -> float:
+        started = time.perf_counter()
+        open(target).close()
+        return time.perf_counter() - started
+
+    for _ in range(200):
+        host_open()
+    samples = [host_open() for _ in range(5000)]
+    print(json.dumps({"open_us": statistics.median(samples) * 1e6}))
+
+
+def _child(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--memory-child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--hook-child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--with-plugins", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
+        return
+    if args.hook_child:
+        hook_child(args.hook_child, args.with_plugins)
         return
 
     work = Path(tempfile.mkdtemp(prefix="plugmarket-bench-"))
@@ -178,15 +212,12 @@ def main() -> None:
     plain_us = statistics.median(plain) * 1e6
     market_us = statistics.median(market) * 1e6
 
-    memory = json.loads(
-        subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(work / "memory")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    growth_kib = memory["rss_kib"]
+    memory = _child("--memory-child", str(work / "memory"))
+    growth_kib = int(memory["rss_kib"])
+    (work / "bare").mkdir()
+    (work / "hooked").mkdir()
+    bare = _child("--hook-child", str(work / "bare"))["open_us"]
+    hooked = _child("--hook-child", str(work / "hooked"), "--with-plugins")["open_us"]
 
     result = {
         "plain_import_median_us": round(plain_us, 1),
@@ -194,6 +225,8 @@ def main() -> None:
         "ratio": round(market_us / plain_us, 2),
         "rss_growth_10_plugins_kib": growth_kib,
         "python_heap_10_plugins_kib": memory["traced_kib"],
+        "host_open_us_no_hook": round(bare, 2),
+        "host_open_us_hook_10_plugins": round(hooked, 2),
         "rounds": args.rounds,
         "python": sys.version.split()[0],
     }
@@ -203,6 +236,8 @@ def main() -> None:
     print(f"{'ratio':32}{result['ratio']:>11.2f}x   (target <= 5x, <= 150 us)")
     print(f"{'RSS growth, 10 plugins':32}{growth_kib:>9} KiB   (target <= 1024 KiB)")
     print(f"{'  of which Python heap':32}{memory['traced_kib']:>9} KiB")
+    print(f"{'host open()+close(), no hook':32}{bare:>10.2f} us")
+    print(f"{'  with hook, 10 plugins loaded':32}{hooked:>10.2f} us   ({hooked / bare:.2f}x)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

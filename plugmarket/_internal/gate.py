@@ -112,11 +112,11 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         return
     if event == "os.listdir" and sys._getframe(1).f_code is _IMPORT_LISTING:
         return
+    guards = _guards_on_stack()
+    if not guards:
+        return  # host code: nothing written, nothing decided
     _tls.busy = True
     try:
-        guards = _guards_on_stack()
-        if not guards:
-            return
         need = decide(event, args)
         if need is None:
             return
