@@ -33,7 +33,6 @@ __all__ = ["Fetched", "fetch", "make_client", "origin_allowed", "origin_of"]
 
 _MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -248,7 +247,10 @@ def _fetch_http(
                         raise _too_big(url, cap)
                     chunks: list[bytes] = []
                     size = 0
-                    for chunk in r.iter_raw(_CHUNK):
+                    # No chunk size: each network read is seen as it arrives, so the
+                    # deadline is checked while a server trickles (httpx would otherwise
+                    # wait until 64 KiB had accumulated).
+                    for chunk in r.iter_raw():
                         size += len(chunk)
                         if size > cap:
                             raise _too_big(url, cap)
