@@ -286,3 +286,15 @@ def test_a_long_found_value_is_shortened_in_the_message() -> None:
     obj["version"] = "9" * 10_000
     err = assert_refused(dumps(obj))
     assert len(str(err)) < 400
+
+
+def test_index_entries_without_optional_fields_decode_like_complete_ones() -> None:
+    obj = index_obj()
+    entry = obj["plugins"]["json-view"]
+    for key in ("categories", "tags", "rating", "ratings_count", "downloads", "capabilities"):
+        del entry[key]
+    index = decode_index(dumps(obj))
+    short = index.plugins["json-view"]
+    assert (short.categories, short.tags, short.rating, short.downloads) == ((), (), None, 0)
+    full = decode_index(sample().index_bytes()).plugins["csv-tools"]
+    assert index.plugins["csv-tools"] == full

@@ -22,22 +22,33 @@ Invariants:
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from itertools import repeat
 from types import MappingProxyType
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import VERSION_PATTERN, InvalidVersion, Version
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
-from plugmarket.capabilities import parse_capability
-from plugmarket.errors import ManifestError, RegistryError
-from plugmarket.manifest import normalize_id, validate_id
+from plugmarket._internal.json_fields import (
+    BAD_TEXT,
+    CHANNEL_PATTERN,
+    MAX_ITEMS,
+    MAX_TEXT,
+    RELATIVE_URL,
+    SHA256,
+    Fields,
+    capability_ok,
+    channel_ok,
+    loads_strict,
+    parse_time,
+    version_ok,
+)
+from plugmarket.errors import RegistryError
+from plugmarket.manifest import ID_PATTERN, validate_id
 
 __all__ = [
     "CHANNEL_PATTERN",
@@ -67,16 +78,6 @@ INDEX_FILE = "index.json"
 SIGNATURE_FILE = "index.json.sig"
 DETAIL_DIR = "plugins"
 STABLE = "stable"
-#: What a channel name may look like.
-CHANNEL_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_VERSION = re.compile(r"^\s*" + VERSION_PATTERN + r"\s*$", re.VERBOSE | re.IGNORECASE)
-# A relative URL is a plain path under the registry's base: no scheme, no host,
-# no query, no '%' (which could spell '..'), and no segment starting with '.'.
-_RELATIVE_URL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*(/[A-Za-z0-9_][A-Za-z0-9._+-]*)*$")
-_MAX_TEXT = 64 * 1024  # characters in one text field
-_MAX_ITEMS = 256  # entries in one list field (tags, capabilities, requires...)
 _MAX_VERSIONS = 10_000  # versions of one plugin
 
 
@@ -193,262 +194,36 @@ def format_time(value: datetime) -> str:
 # --------------------------------------------------------------------------- decoding
 
 
-class _Ctx:
-    """Where a value came from, for error messages."""
-
-    __slots__ = ("file", "registry")
-
-    def __init__(self, registry: str, file: str) -> None:
-        self.registry = registry
-        self.file = file
-
-    def fail(self, where: str, found: object, expected: str) -> NoReturn:
-        shown = repr(found)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        raise RegistryError(
-            f"registry {self.registry!r}: {self.file}: {where} is {shown}; expected {expected}",
-            registry=self.registry,
-            file=self.file,
-            hint="The registry served a malformed file; tell its maintainer "
-            "(`plugmarket index verify` checks a registry folder).",
-        )
-
-
-def loads_strict(data: bytes, *, registry: str, file: str) -> Any:
-    """Parse JSON bytes strictly: UTF-8 without BOM, no NaN/Infinity, no duplicate keys.
-
-    Raises:
-        RegistryError: naming the registry and the file, with what was wrong.
-    """
-    ctx = _Ctx(registry, file)
-    if data[:3] == b"\xef\xbb\xbf":
-        ctx.fail("the start of the file", "a UTF-8 byte order mark", "JSON without a BOM")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RegistryError(
-            f"registry {registry!r}: {file} is not UTF-8 ({exc.reason} at byte {exc.start})",
-            registry=registry,
-            file=file,
-        ) from exc
-
-    def constant(name: str) -> NoReturn:
-        ctx.fail("a number", name, "a finite number (NaN and Infinity are not JSON)")
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = dict(items)
-        if len(obj) != len(items):
-            seen: set[str] = set()
-            for key, _ in items:
-                if key in seen:
-                    ctx.fail(f"key {key!r}", "repeated in one object", "each key once")
-                seen.add(key)
-        return obj
-
-    try:
-        return json.loads(text, parse_constant=constant, object_pairs_hook=pairs)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(
-            f"registry {registry!r}: {file} is not valid JSON: {exc.msg} "
-            f"(line {exc.lineno}, column {exc.colno})",
-            registry=registry,
-            file=file,
-        ) from exc
-    except RecursionError as exc:
-        raise RegistryError(
-            f"registry {registry!r}: {file} is nested too deeply to be a registry file",
-            registry=registry,
-            file=file,
-        ) from exc
-
-
-def _obj(
-    ctx: _Ctx,
-    where: str,
-    value: object,
-    required: frozenset[str],
-    optional: frozenset[str] = frozenset(),
-) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        ctx.fail(where, type(value).__name__, "an object")
-    missing = required - value.keys()
-    if missing:
-        ctx.fail(f"{where}.{min(missing)}", "missing", "the field to be present")
-    unknown = value.keys() - required - optional
-    if unknown:
-        ctx.fail(
-            f"{where}.{min(unknown)}",
-            "an unknown field",
-            f"only {', '.join(sorted(required | optional))}",
-        )
-    return value
-
-
-def _str(ctx: _Ctx, where: str, value: object, *, empty: bool = True) -> str:
-    if not isinstance(value, str) or len(value) > _MAX_TEXT or (not empty and not value):
-        ctx.fail(where, value, f"a {'' if empty else 'non-empty '}string of at most {_MAX_TEXT}")
-    if not value.isprintable() and any(ord(c) < 32 and c not in "\n\t" for c in value):
-        ctx.fail(where, value, "text without control characters")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            ctx.fail(where, value, "text without lone surrogates")
-    return value
-
-
-def _strs(
-    ctx: _Ctx, where: str, value: object, check: Callable[[_Ctx, str, object], str] | None = None
-) -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > _MAX_ITEMS:
-        ctx.fail(where, value, f"a list of at most {_MAX_ITEMS} strings")
-    one = check or _str
-    return tuple(one(ctx, f"{where}[{i}]", v) for i, v in enumerate(value))
-
-
-def _int(ctx: _Ctx, where: str, value: object, *, minimum: int = 0) -> int:
-    if type(value) is not int or value < minimum:
-        ctx.fail(where, value, f"an integer >= {minimum}")
-    return value
-
-
-def _number(ctx: _Ctx, where: str, value: object, low: float, high: float) -> float:
-    if type(value) not in (int, float) or not low <= value <= high:  # type: ignore[operator]
-        ctx.fail(where, value, f"a number from {low} to {high}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _time(ctx: _Ctx, where: str, value: object) -> datetime:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed.astimezone(UTC)
-    ctx.fail(where, value, "a UTC time such as '2024-05-01T12:00:00Z'")
-
-
-def _plugin_id(ctx: _Ctx, where: str, value: object) -> str:
-    try:
-        return validate_id(value)
-    except ManifestError:
-        ctx.fail(where, value, "a plugin id (lower-case letters, digits, '-'; never a path)")
-
-
-def _version_text(ctx: _Ctx, where: str, value: object) -> str:
-    if not isinstance(value, str) or not _VERSION.match(value):
-        ctx.fail(where, value, "a PEP 440 version such as '1.2.0'")
-    return value
-
-
-def _version(ctx: _Ctx, where: str, value: object) -> Version:
-    try:
-        if isinstance(value, str):
-            return Version(value)
-    except InvalidVersion:
-        pass
-    ctx.fail(where, value, "a PEP 440 version such as '1.2.0'")
-
-
-def _channel(ctx: _Ctx, where: str, value: object) -> str:
-    if not isinstance(value, str) or not CHANNEL_PATTERN.match(value):
-        ctx.fail(where, value, "a channel name such as 'stable' or 'beta'")
-    return value
-
-
-@lru_cache(maxsize=4096)
-def _capability_ok(text: str) -> bool:
-    try:
-        parse_capability(text)
-    except ManifestError:
-        return False
-    return True
-
-
-def _capability(ctx: _Ctx, where: str, value: object) -> str:
-    if not isinstance(value, str) or not _capability_ok(value):
-        ctx.fail(where, value, "a capability such as 'display' or 'net:api.example.com'")
-    return value
-
-
-def _requirement(ctx: _Ctx, where: str, value: object) -> Requirement:
-    try:
-        if isinstance(value, str):
-            req = Requirement(value)
-            if not (req.url or req.marker or req.extras):
-                validate_id(normalize_id(req.name))
-                return req
-    except (InvalidRequirement, ManifestError):
-        pass
-    ctx.fail(where, value, "a plugin id with an optional specifier, such as 'table-kit>=1,<2'")
-
-
-def _specifier(ctx: _Ctx, where: str, value: object) -> SpecifierSet:
-    try:
-        if isinstance(value, str):
-            return SpecifierSet(value)
-    except InvalidSpecifier:
-        pass
-    ctx.fail(where, value, "a version specifier such as '>=1.0,<2'")
-
-
-def _url(ctx: _Ctx, where: str, value: object) -> str:
-    if isinstance(value, str) and len(value) <= 2048:
-        if _RELATIVE_URL.match(value):
-            return value
-        parts = urlsplit(value)
-        if (
-            parts.scheme in ("https", "http")
-            and parts.hostname
-            and "@" not in parts.netloc
-            and value.isascii()
-            and value.isprintable()
-            and " " not in value
-        ):
-            return value
-    ctx.fail(
-        where,
-        value,
-        "a path relative to the registry (no '..', no leading '/') or an https/http URL",
-    )
-
-
-_ARTIFACT = frozenset({"url", "sha256", "size"})
-
-
-def _artifact(ctx: _Ctx, where: str, value: object) -> Artifact:
-    obj = _obj(ctx, where, value, _ARTIFACT)
-    sha = obj["sha256"]
-    if not isinstance(sha, str) or not _SHA256.match(sha):
-        ctx.fail(f"{where}.sha256", sha, "64 lower-case hex digits")
+def _artifact(f: Fields, where: str, value: object) -> Artifact:
+    obj = f.obj(where, value, _ARTIFACT)
     return Artifact(
-        url=_url(ctx, f"{where}.url", obj["url"]),
-        sha256=sha,
-        size=_int(ctx, f"{where}.size", obj["size"]),
+        url=f.url(f"{where}.url", obj["url"]),
+        sha256=f.sha256(f"{where}.sha256", obj["sha256"]),
+        size=f.integer(f"{where}.size", obj["size"]),
     )
 
 
-def _format(ctx: _Ctx, obj: dict[str, Any]) -> int:
+def _format(f: Fields, obj: dict[str, Any]) -> int:
     value = obj["format"]
     if type(value) is not int or value != FORMAT:
         raise RegistryError(
-            f"registry {ctx.registry!r}: {ctx.file} has format {value!r}; "
+            f"registry {f.registry!r}: {f.file} has format {value!r}; "
             f"this plugmarket reads format {FORMAT}",
-            registry=ctx.registry,
-            file=ctx.file,
+            registry=f.registry,
+            file=f.file,
             hint="Upgrade plugmarket, or ask the registry's maintainer which format it serves.",
         )
     return value
 
 
+_ARTIFACT = frozenset({"url", "sha256", "size"})
 _INDEX = frozenset({"format", "version", "expires", "generated", "plugins"})
 _ENTRY = frozenset({"name", "summary", "latest", "updated", "detail"})
 _ENTRY_OPT = frozenset(
     {"categories", "tags", "rating", "ratings_count", "downloads", "capabilities"}
 )
+_ENTRY_ALL = _ENTRY | _ENTRY_OPT
+_ENTRY_COUNT = len(_ENTRY_ALL)
 
 
 def decode_index(data: bytes, *, registry: str) -> Index:
@@ -462,49 +237,124 @@ def decode_index(data: bytes, *, registry: str) -> Index:
         RegistryError: the bytes are not a valid index; the message names the
             field and what was found.
     """
-    ctx = _Ctx(registry, INDEX_FILE)
-    obj = _obj(ctx, "the index", loads_strict(data, registry=registry, file=INDEX_FILE), _INDEX)
-    fmt = _format(ctx, obj)
+    f = Fields(registry, INDEX_FILE)
+    obj = f.obj("the index", loads_strict(data, registry=registry, file=INDEX_FILE), _INDEX)
+    fmt = _format(f, obj)
     raw_plugins = obj["plugins"]
     if not isinstance(raw_plugins, dict):
-        ctx.fail("plugins", type(raw_plugins).__name__, "an object of plugin id -> summary")
+        f.fail("plugins", type(raw_plugins).__name__, "an object of plugin id -> summary")
     plugins: dict[str, IndexEntry] = {}
     for key in sorted(raw_plugins):
-        plugin_id = _plugin_id(ctx, f"plugins key {key!r}", key)
-        plugins[plugin_id] = _entry(ctx, plugin_id, raw_plugins[key])
+        value = raw_plugins[key]
+        if type(key) is not str or not ID_PATTERN.match(key):
+            f.plugin_id(f"plugins key {key!r}", key)
+        plugins[key] = _entry_fast(key, value) or _entry(f, key, value)
     return Index(
         format=fmt,
-        version=_int(ctx, "version", obj["version"], minimum=1),
-        expires=_time(ctx, "expires", obj["expires"]),
-        generated=_time(ctx, "generated", obj["generated"]),
+        version=f.integer("version", obj["version"], minimum=1),
+        expires=f.time("expires", obj["expires"]),
+        generated=f.time("generated", obj["generated"]),
         plugins=MappingProxyType(plugins),
     )
 
 
-def _entry(ctx: _Ctx, plugin_id: str, value: object) -> IndexEntry:
+def _entry_fast(plugin_id: str, v: Any) -> IndexEntry | None:
+    """The index's hot path: an entry from a well-formed value, or None to check it slowly.
+
+    Every test here is at least as strict as :func:`_entry`'s, so None only
+    means "let the careful checker accept it or say precisely what is wrong"
+    (an entry that leaves optional fields out, say).
+    (JSON object keys are always strings, so ``latest``'s keys need no type check.)
+    """
+    # publish writes every field, so a canonical entry has exactly _ENTRY_ALL.
+    if type(v) is not dict or len(v) != _ENTRY_COUNT or v.keys() != _ENTRY_ALL:
+        return None
+    name, summary, latest, detail = v["name"], v["summary"], v["latest"], v["detail"]
+    cats, tags, caps = v["categories"], v["tags"], v["capabilities"]
+    rating, count, downloads = v["rating"], v["ratings_count"], v["downloads"]
+    if not (
+        type(name) is str
+        and type(summary) is str
+        and type(cats) is list
+        and type(tags) is list
+        and type(caps) is list
+        and type(latest) is dict
+        and type(detail) is dict
+        and type(count) is int
+        and type(downloads) is int
+        and count >= 0
+        and downloads >= 0
+        and len(cats) <= MAX_ITEMS
+        and len(tags) <= MAX_ITEMS
+        and len(caps) <= MAX_ITEMS
+        and len(latest) <= MAX_ITEMS
+        and (rating is None or (type(rating) in (int, float) and 0 <= rating <= 5))
+        and all(map(isinstance, cats, repeat(str)))
+        and all(map(isinstance, tags, repeat(str)))
+        and all(map(isinstance, caps, repeat(str)))
+        and all(map(capability_ok, caps))
+        and all(map(channel_ok, latest))
+        and all(map(isinstance, latest.values(), repeat(str)))
+        and all(map(version_ok, latest.values()))
+        and detail.keys() == _ARTIFACT
+    ):
+        return None
+    url, sha, size = detail["url"], detail["sha256"], detail["size"]
+    if not (
+        type(url) is str
+        and type(sha) is str
+        and type(size) is int
+        and size >= 0
+        and RELATIVE_URL.match(url)
+        and SHA256.match(sha)
+    ):
+        return None
+    joined = "\n".join((name, summary, *cats, *tags))
+    if len(joined) > MAX_TEXT or BAD_TEXT.search(joined):
+        return None
+    updated = parse_time(v["updated"])
+    if updated is None:
+        return None
+    return IndexEntry(
+        id=plugin_id,
+        name=name,
+        summary=summary,
+        latest=MappingProxyType(latest),
+        categories=tuple(cats),
+        tags=tuple(tags),
+        rating=None if rating is None else float(rating),
+        ratings_count=count,
+        downloads=downloads,
+        capabilities=tuple(caps),
+        updated=updated,
+        detail=Artifact(url, sha, size),
+    )
+
+
+def _entry(f: Fields, plugin_id: str, value: object) -> IndexEntry:
     where = f"plugins[{plugin_id!r}]"
-    obj = _obj(ctx, where, value, _ENTRY, _ENTRY_OPT)
+    obj = f.obj(where, value, _ENTRY, _ENTRY_OPT)
     raw_latest = obj["latest"]
-    if not isinstance(raw_latest, dict) or len(raw_latest) > _MAX_ITEMS:
-        ctx.fail(f"{where}.latest", raw_latest, "an object of channel -> version")
+    if not isinstance(raw_latest, dict) or len(raw_latest) > MAX_ITEMS:
+        f.fail(f"{where}.latest", raw_latest, "an object of channel -> version")
     latest = {
-        _channel(ctx, f"{where}.latest key", ch): _version_text(ctx, f"{where}.latest.{ch}", v)
+        f.channel(f"{where}.latest key", ch): f.version_text(f"{where}.latest.{ch}", v)
         for ch, v in sorted(raw_latest.items())
     }
     rating = obj.get("rating")
     return IndexEntry(
         id=plugin_id,
-        name=_str(ctx, f"{where}.name", obj["name"]),
-        summary=_str(ctx, f"{where}.summary", obj["summary"]),
+        name=f.text(f"{where}.name", obj["name"]),
+        summary=f.text(f"{where}.summary", obj["summary"]),
         latest=MappingProxyType(latest),
-        categories=_strs(ctx, f"{where}.categories", obj.get("categories", [])),
-        tags=_strs(ctx, f"{where}.tags", obj.get("tags", [])),
-        rating=None if rating is None else _number(ctx, f"{where}.rating", rating, 0.0, 5.0),
-        ratings_count=_int(ctx, f"{where}.ratings_count", obj.get("ratings_count", 0)),
-        downloads=_int(ctx, f"{where}.downloads", obj.get("downloads", 0)),
-        capabilities=_strs(ctx, f"{where}.capabilities", obj.get("capabilities", []), _capability),
-        updated=_time(ctx, f"{where}.updated", obj["updated"]),
-        detail=_artifact(ctx, f"{where}.detail", obj["detail"]),
+        categories=f.texts(f"{where}.categories", obj.get("categories", [])),
+        tags=f.texts(f"{where}.tags", obj.get("tags", [])),
+        rating=None if rating is None else f.number(f"{where}.rating", rating, 0.0, 5.0),
+        ratings_count=f.integer(f"{where}.ratings_count", obj.get("ratings_count", 0)),
+        downloads=f.integer(f"{where}.downloads", obj.get("downloads", 0)),
+        capabilities=f.capabilities(f"{where}.capabilities", obj.get("capabilities", [])),
+        updated=f.time(f"{where}.updated", obj["updated"]),
+        detail=_artifact(f, f"{where}.detail", obj["detail"]),
     )
 
 
@@ -533,61 +383,59 @@ def decode_detail(
         RegistryError: the bytes are not a valid detail file, or describe
             another plugin; or ``plugin_id`` is not a valid id.
     """
-    ctx = _Ctx(registry, file or f"{DETAIL_DIR}/{plugin_id}.json")
-    _plugin_id(ctx, "the requested plugin id", plugin_id)
-    raw = loads_strict(data, registry=registry, file=ctx.file)
-    obj = _obj(ctx, "the detail", raw, _DETAIL, _DETAIL_OPT)
-    _format(ctx, obj)
-    found_id = _plugin_id(ctx, "id", obj["id"])
+    f = Fields(registry, file or f"{DETAIL_DIR}/{plugin_id}.json")
+    f.plugin_id("the requested plugin id", plugin_id)
+    raw = loads_strict(data, registry=registry, file=f.file)
+    obj = f.obj("the detail", raw, _DETAIL, _DETAIL_OPT)
+    _format(f, obj)
+    found_id = f.plugin_id("id", obj["id"])
     if found_id != plugin_id:
-        ctx.fail("id", found_id, f"{plugin_id!r}, the plugin this file was fetched for")
+        f.fail("id", found_id, f"{plugin_id!r}, the plugin this file was fetched for")
     raw_versions = obj["versions"]
     if not isinstance(raw_versions, list) or len(raw_versions) > _MAX_VERSIONS:
-        ctx.fail("versions", type(raw_versions).__name__, "a list of versions")
-    versions = tuple(_version_info(ctx, i, v) for i, v in enumerate(raw_versions))
+        f.fail("versions", type(raw_versions).__name__, "a list of versions")
+    versions = tuple(_version_info(f, i, v) for i, v in enumerate(raw_versions))
     seen: set[Version] = set()
     for info in versions:
         if info.version in seen:
-            ctx.fail("versions", str(info.version), "each version listed once")
+            f.fail("versions", str(info.version), "each version listed once")
         seen.add(info.version)
     return PluginDetail(
         id=found_id,
-        name=_str(ctx, "name", obj.get("name", "")),
-        summary=_str(ctx, "summary", obj.get("summary", "")),
-        description=_str(ctx, "description", obj.get("description", "")),
-        authors=_strs(ctx, "authors", obj.get("authors", [])),
-        license=_str(ctx, "license", obj.get("license", "")),
-        homepage=_str(ctx, "homepage", obj.get("homepage", "")),
-        categories=_strs(ctx, "categories", obj.get("categories", [])),
-        tags=_strs(ctx, "tags", obj.get("tags", [])),
+        name=f.text("name", obj.get("name", "")),
+        summary=f.text("summary", obj.get("summary", "")),
+        description=f.text("description", obj.get("description", "")),
+        authors=f.texts("authors", obj.get("authors", [])),
+        license=f.text("license", obj.get("license", "")),
+        homepage=f.text("homepage", obj.get("homepage", "")),
+        categories=f.texts("categories", obj.get("categories", [])),
+        tags=f.texts("tags", obj.get("tags", [])),
         versions=tuple(sorted(versions, key=lambda v: v.version)),
     )
 
 
-def _version_info(ctx: _Ctx, i: int, value: object) -> VersionInfo:
+def _version_info(f: Fields, i: int, value: object) -> VersionInfo:
     where = f"versions[{i}]"
-    obj = _obj(ctx, where, value, _VERSION_REQ, _VERSION_OPT)
+    obj = f.obj(where, value, _VERSION_REQ, _VERSION_OPT)
     requires = obj.get("requires", [])
-    if not isinstance(requires, list) or len(requires) > _MAX_ITEMS:
-        ctx.fail(f"{where}.requires", requires, f"a list of at most {_MAX_ITEMS} requirements")
+    if not isinstance(requires, list) or len(requires) > MAX_ITEMS:
+        f.fail(f"{where}.requires", requires, f"a list of at most {MAX_ITEMS} requirements")
     yanked = obj.get("yanked", False)
     if not isinstance(yanked, bool):
-        ctx.fail(f"{where}.yanked", yanked, "true or false")
+        f.fail(f"{where}.yanked", yanked, "true or false")
     rollout = obj.get("rollout")
     return VersionInfo(
-        version=_version(ctx, f"{where}.version", obj["version"]),
-        requires=tuple(
-            _requirement(ctx, f"{where}.requires[{j}]", r) for j, r in enumerate(requires)
-        ),
-        host=_specifier(ctx, f"{where}.host", obj.get("host", "")),
-        capabilities=_strs(ctx, f"{where}.capabilities", obj.get("capabilities", []), _capability),
-        channel=_channel(ctx, f"{where}.channel", obj["channel"]),
-        rollout=None if rollout is None else _number(ctx, f"{where}.rollout", rollout, 0.0, 1.0),
+        version=f.version(f"{where}.version", obj["version"]),
+        requires=tuple(f.requirement(f"{where}.requires[{j}]", r) for j, r in enumerate(requires)),
+        host=f.specifier(f"{where}.host", obj.get("host", "")),
+        capabilities=f.capabilities(f"{where}.capabilities", obj.get("capabilities", [])),
+        channel=f.channel(f"{where}.channel", obj["channel"]),
+        rollout=None if rollout is None else f.number(f"{where}.rollout", rollout, 0.0, 1.0),
         yanked=yanked,
-        yanked_reason=_str(ctx, f"{where}.yanked_reason", obj.get("yanked_reason", "")),
-        published=_time(ctx, f"{where}.published", obj["published"]),
-        artifact=_artifact(ctx, f"{where}.artifact", obj["artifact"]),
-        summary=_str(ctx, f"{where}.summary", obj.get("summary", "")),
+        yanked_reason=f.text(f"{where}.yanked_reason", obj.get("yanked_reason", "")),
+        published=f.time(f"{where}.published", obj["published"]),
+        artifact=_artifact(f, f"{where}.artifact", obj["artifact"]),
+        summary=f.text(f"{where}.summary", obj.get("summary", "")),
     )
 
 
