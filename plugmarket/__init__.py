@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "InstallError": "plugmarket.errors",
     "IntegrityError": "plugmarket.errors",
     "LoadError": "plugmarket.errors",
+    "LoadedPlugin": "plugmarket.loader",
     "Manifest": "plugmarket.manifest",
     "ManifestError": "plugmarket.errors",
     "OfflineError": "plugmarket.errors",
@@ -35,13 +36,16 @@ _EXPORTS: dict[str, str] = {
     "SignatureError": "plugmarket.errors",
     "Source": "plugmarket.sources",
     "SourceError": "plugmarket.errors",
+    "load": "plugmarket.loader",
     "read_manifest": "plugmarket.manifest",
+    "unload": "plugmarket.loader",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from plugmarket.capabilities import Capability, Grants
+    from plugmarket.context import PluginContext
     from plugmarket.errors import (
         ActivationError,
         ArchiveError,
@@ -58,8 +62,10 @@ if TYPE_CHECKING:
         SignatureError,
         SourceError,
     )
+    from plugmarket.loader import LoadedPlugin, load, unload
     from plugmarket.manifest import Manifest, read_manifest
     from plugmarket.settings import Settings
+    from plugmarket.sources import PluginFiles, Source
 
 
 def __getattr__(name: str) -> Any:

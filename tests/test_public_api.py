@@ -7,6 +7,40 @@ import sys
 
 import plugmarket
 
+PUBLIC = {
+    # the facade's building blocks (DESIGN.md, "Public names")
+    "Capability",
+    "Grants",
+    "LoadedPlugin",
+    "Manifest",
+    "PluginContext",
+    "PluginFiles",
+    "Settings",
+    "Source",
+    "load",
+    "read_manifest",
+    "unload",
+    # the error tree (plugmarket.errors)
+    "ActivationError",
+    "ArchiveError",
+    "CapabilityDenied",
+    "ConsentRequired",
+    "InstallError",
+    "IntegrityError",
+    "LoadError",
+    "ManifestError",
+    "OfflineError",
+    "PlugmarketError",
+    "RegistryError",
+    "ResolutionError",
+    "SignatureError",
+    "SourceError",
+}
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert set(plugmarket.__all__) == PUBLIC
+
 
 def test_all_is_sorted_and_every_name_resolves() -> None:
     assert plugmarket.__all__ == sorted(plugmarket.__all__)
