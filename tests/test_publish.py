@@ -176,6 +176,9 @@ def test_publish_creates_an_unsigned_registry_the_schemas_accept(tmp_path: Path)
     )
     leftovers = [p.name for p in reg.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+    # Served files are readable by the web server, whatever the publisher's umask.
+    for served in (artifact, reg / "index.json", reg / "plugins" / "csv-tools.json"):
+        assert served.stat().st_mode & 0o777 == 0o644
 
 
 def test_three_versions_on_two_channels_then_a_yank(

@@ -57,9 +57,7 @@ _MAX_SIGNATURES = 8
 _B64_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 
 
-def write_atomic(
-    path: Path, data: bytes, *, mode: int | None = None, exclusive: bool = False
-) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, exclusive: bool = False) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a mix.
 
     The bytes go to a temporary file in the same folder, are fsynced, and the
@@ -69,9 +67,9 @@ def write_atomic(
     Args:
         path: Where the file ends up.
         data: Its complete contents.
-        mode: The file's permission bits; the temporary file is created with
-            them, so the data is never readable more widely (default: 0644
-            less the umask).
+        mode: The file's permission bits, set before any data is written, so
+            the data is never readable more widely (default 0644: registry
+            files are meant to be served).
         exclusive: Refuse to replace an existing file.
 
     Raises:
@@ -82,13 +80,11 @@ def write_atomic(
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o644 & ~umask)
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp created the file 0600; set ``mode`` before any byte is written.
+            # (The umask is not applied: reading it means changing it, which races
+            # with other threads.)
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
