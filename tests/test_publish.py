@@ -153,6 +153,15 @@ def test_an_artifact_that_is_not_a_zip_is_refused(tmp_path: Path) -> None:
         publish(fake, tmp_path / "reg", key=None, now=T0)
 
 
+def test_an_artifact_without_a_manifest_is_refused(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.zip"
+    with zipfile.ZipFile(bare, "w") as zf:
+        zf.writestr("pkg/__init__.py", "def activate(ctx): pass\n")
+        zf.writestr("deep/er/plugin.toml", 'id = "x"\nversion = "1"\n')
+    with pytest.raises(SourceError, match="no plugin manifest"):
+        publish(bare, tmp_path / "reg", key=None, now=T0)
+
+
 # --------------------------------------------------------------------------- publish
 
 
