@@ -1,12 +1,27 @@
-"""The registry's disk cache: atomic entries with validators, damaged files never trusted."""
+"""The registry client's caches: the disk cache's units, then TTL, revalidation, offline
+mode, stale-if-error and damaged cache files against a real loopback server."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from plugmarket._internal.http_cache import DiskCache, atomic_write, cache_folder
+from plugmarket.errors import OfflineError, RegistryError
+from plugmarket.registry import RegistryClient, StaleDataWarning
+from plugmarket.settings import from_env
+from tests.support.httpserver import LoopbackServer, status
+from tests.support.registry import Clients, Clock, TestRegistry, make_registry
+
+Serve = Callable[..., LoopbackServer]
 
 
 def test_entry_round_trips_with_validators_and_extra(tmp_path: Path) -> None:
@@ -110,3 +125,322 @@ def test_each_registry_url_gets_its_own_folder(tmp_path: Path) -> None:
     assert a != b
     assert a.parent == tmp_path / "cache" / "registry"
     assert len(a.name) == 16
+
+
+# --- the client's caching against a real server --------------------------------------
+
+TTL = 300.0
+SEARCHES = ["csv", "table", "sql magic", "", "timer", "tables", "csv-tools", "render", "cell", "x"]
+IDS = ["csv-tools", "table-lib", "sql-magic", "cell-timer"]
+
+# A second process sharing the home: 100 searches and 20 details at a given time.
+SECOND_PROCESS = """
+import json, sys
+from datetime import datetime
+from pathlib import Path
+from plugmarket.registry import RegistryClient
+from plugmarket.settings import RegistryConfig, Settings
+args = json.loads(sys.argv[1])
+settings = Settings(
+    home=Path(args["home"]),
+    cache_ttl=args["ttl"],
+    offline=args.get("offline", False),
+    registries=(RegistryConfig(url=args["url"], name="test", trusted_keys=(args["pub"],)),),
+)
+now = datetime.fromisoformat(args["now"])
+with RegistryClient(settings, now=lambda: now) as client:
+    hits = sum(len(client.search(q)) for q in args["searches"] * 10)
+    details = [client.details(i).id for i in args["ids"] * 5]
+print(hits, len(details))
+"""
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> TestRegistry:
+    return make_registry(tmp_path)
+
+
+@pytest.fixture
+def served(registry: TestRegistry, http_server: Serve) -> LoopbackServer:
+    return http_server(registry.root)
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    made = Clients()
+    yield made
+    made.close()
+
+
+def second_process(
+    registry: TestRegistry, server: LoopbackServer, home: Path, clock: Clock, **extra: object
+) -> str:
+    args = {
+        "home": str(home),
+        "url": server.url(),
+        "pub": str(registry.pub),
+        "now": clock().isoformat(),
+        "ttl": TTL,
+        "searches": SEARCHES,
+        "ids": IDS,
+        **extra,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGMARKET_")}
+    out = subprocess.run(
+        [sys.executable, "-c", SECOND_PROCESS, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def warm(client: RegistryClient) -> int:
+    """100 searches and 20 details; the number of hits seen."""
+    hits = sum(len(client.search(q)) for q in SEARCHES * 10)
+    for plugin_id in IDS * 5:
+        assert client.details(plugin_id).id == plugin_id
+    return hits
+
+
+def cache_dir(home: Path) -> Path:
+    [folder] = (home / "cache" / "registry").iterdir()
+    return folder
+
+
+def test_within_the_ttl_no_request_is_made_also_by_a_second_process(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    hits = warm(client)
+    # The first pass fetched the index, its signature and each detail file once.
+    assert served.count() == 2 + len(IDS)
+    served.reset_counts()
+    clock.advance(TTL / 2)
+    assert warm(client) == hits
+    assert served.count() == 0
+    assert second_process(registry, served, home, clock) == f"{hits} 20"
+    assert served.count() == 0
+
+
+def test_after_the_ttl_only_conditional_requests_answered_304(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    hits = warm(client)
+    served.reset_counts()
+    clock.advance(TTL + 1)
+    assert warm(client) == hits
+    [(method, path, headers)] = served.requests
+    assert (method, path) == ("GET", "/index.json")
+    assert headers["If-None-Match"].startswith('"')
+    assert served.not_modified == 1
+    # The 304 renewed the fetch time, on disk too: no request for another TTL,
+    # from this process or a second one.
+    served.reset_counts()
+    clock.advance(TTL - 1)
+    warm(client)
+    assert second_process(registry, served, home, clock) == f"{hits} 20"
+    assert served.count() == 0
+    clock.advance(2)
+    assert second_process(registry, served, home, clock) == f"{hits} 20"
+    assert (served.count(), served.not_modified) == (1, 1)
+
+
+def test_revalidation_with_last_modified_when_there_is_no_etag(
+    registry: TestRegistry, http_server: Serve, home: Path, clients: Clients
+) -> None:
+    server = http_server(registry.root, etags=False)
+    clock = Clock()
+    client = clients(registry.settings(home, server.url(), cache_ttl=TTL), clock)
+    client.search("")
+    server.reset_counts()
+    clock.advance(TTL + 1)
+    client.search("")
+    [(_, path, headers)] = server.requests
+    assert path == "/index.json"
+    assert "If-Modified-Since" in headers and "If-None-Match" not in headers
+    assert server.not_modified == 1
+
+
+def test_a_changed_index_is_fetched_in_full_after_the_ttl(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    assert client.search("json") == []
+    registry.publish("json-viewer", "0.1.0", summary="Show JSON as a tree")
+    served.reset_counts()
+    clock.advance(TTL + 1)
+    assert [h.id for h in client.search("json")] == ["json-viewer"]
+    assert [p for _, p, _ in served.requests] == ["/index.json", "/index.json.sig"]
+    assert served.not_modified == 0
+    assert DiskCache(cache_dir(home)).read_state()["version"] == registry.index().version
+
+
+# --- offline -----------------------------------------------------------------------------
+
+
+def test_offline_answers_from_disk_even_past_the_ttl(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    online = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    hits = online.search("csv")
+    online.details("csv-tools")
+    served.stop()
+    clock.advance(20 * TTL)  # long past the TTL, well before the index expires
+    offline = clients(registry.settings(home, served.url(), cache_ttl=TTL, offline=True), clock)
+    assert offline.search("csv") == hits
+    assert offline.details("csv-tools").id == "csv-tools"
+    with pytest.raises(OfflineError, match=r"plugins/sql-magic\.json \(sql-magic\) is not cached"):
+        offline.details("sql-magic")
+    with pytest.raises(OfflineError, match="offline mode is on") as caught:
+        offline.fetch_artifact("csv-tools", "1.1.0")
+    assert caught.value.registry == "test"
+
+
+def test_offline_from_the_environment_with_nothing_cached(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    settings = from_env(
+        {
+            "PLUGMARKET_HOME": str(home),
+            "PLUGMARKET_REGISTRY": served.url(),
+            "PLUGMARKET_TRUSTED_KEYS": str(registry.pub),
+            "PLUGMARKET_OFFLINE": "1",
+        }
+    )
+    with pytest.raises(OfflineError, match="no trusted copy is cached") as caught:
+        clients(settings).search("")
+    assert caught.value.file == "index.json"
+    assert served.count() == 0
+
+
+def test_offline_never_serves_an_expired_index(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    clients(registry.settings(home, served.url()), clock).search("")
+    clock.advance(timedelta(days=31).total_seconds())
+    offline = clients(registry.settings(home, served.url(), offline=True), clock)
+    with pytest.raises(OfflineError, match="expired"):
+        offline.search("")
+    assert served.count() == 2  # the first fetch only
+
+
+# --- stale-if-error --------------------------------------------------------------------------
+
+
+def test_stale_if_error_when_the_server_is_down(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    hits = warm(client)
+    served.stop()
+    clock.advance(TTL + 1)
+    with pytest.warns(StaleDataWarning, match="cannot fetch index.json") as caught:
+        assert client.search("csv") == client.search("csv")
+    assert len(caught) == 1  # not asked for again (nor warned about) within the TTL
+    assert warm(client) == hits
+    # A second client sharing the home serves the disk copy the same way.
+    other = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    with pytest.warns(StaleDataWarning, match="version 6"):
+        assert other.details("csv-tools").id == "csv-tools"
+
+
+def test_stale_if_error_on_a_server_error(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    hits = client.search("")
+    served.route("/index.json", status(503))
+    clock.advance(TTL + 1)
+    with pytest.warns(StaleDataWarning, match="HTTP 503"):
+        assert client.search("") == hits
+
+
+def test_an_expired_copy_is_never_served_stale(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
+    client.search("")
+    served.stop()
+    clock.advance(timedelta(days=31).total_seconds())
+    with pytest.raises(RegistryError, match=r"cannot fetch index\.json .* expired at"):
+        client.search("")
+
+
+def test_server_down_and_nothing_cached(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    served.stop()
+    with pytest.raises(RegistryError, match="no trusted copy is cached") as caught:
+        clients(registry.settings(home, served.url())).search("")
+    assert isinstance(caught.value.__cause__, RegistryError)
+
+
+# --- damaged cache files -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["corrupted", "truncated"])
+def test_a_damaged_cached_index_is_refetched(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients, damage: str
+) -> None:
+    clock = Clock()
+    hits = clients(registry.settings(home, served.url()), clock).search("")
+    path = cache_dir(home) / "index.json"
+    good = path.read_bytes()
+    bad = good.replace(b"Preview", b"Pr3view") if damage == "corrupted" else good[: len(good) // 2]
+    path.write_bytes(bad)
+    served.reset_counts()
+    # A second client sharing the home, within the TTL: the damage is found, not trusted.
+    assert clients(registry.settings(home, served.url()), clock).search("") == hits
+    [(_, first, headers), (_, second, _)] = served.requests
+    assert (first, second) == ("/index.json", "/index.json.sig")
+    assert "If-None-Match" not in headers  # a full fetch, not a revalidation
+    assert path.read_bytes() == good
+
+
+def test_a_damaged_cached_detail_is_refetched(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    clients(registry.settings(home, served.url()), clock).details("csv-tools")
+    pin = registry.index().plugins["csv-tools"].detail
+    blob = cache_dir(home) / "blobs" / pin.sha256
+    blob.write_bytes(blob.read_bytes()[:-10])
+    served.reset_counts()
+    assert clients(registry.settings(home, served.url()), clock).details("csv-tools").versions
+    assert served.count("/plugins/csv-tools.json") == 1
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == pin.sha256
+
+
+def test_a_cached_index_that_fails_its_signature_is_not_trusted(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    clients(registry.settings(home, served.url()), clock).search("")
+    cache = DiskCache(cache_dir(home))
+    entry = cache.get("index.json")
+    assert entry is not None
+    # Consistent on disk (the sidecar matches), but not what the registry signed.
+    forged = entry.body.replace(b"Preview CSV files", b"Install me please ")
+    cache.put(
+        "index.json",
+        forged,
+        url=entry.url,
+        fetched=entry.fetched,
+        etag=entry.etag,
+        extra=dict(entry.extra),
+    )
+    served.reset_counts()
+    hits = clients(registry.settings(home, served.url()), clock).search("csv")
+    assert [h.summary for h in hits] == ["Preview CSV files as tables"]
+    assert served.count("/index.json") == 1

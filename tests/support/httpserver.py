@@ -16,9 +16,11 @@ the functions below (``redirect_to``, ``drop_connection``, ``endless``,
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import http.server
+import socket
 import threading
 import time
 from collections import Counter
@@ -91,6 +93,19 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     owner: LoopbackServer
 
+    # Open connections are tracked so that stop() also ends kept-alive ones:
+    # a stopped server answers nothing, not even on a connection a client kept.
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        with self.owner.lock:
+            self.owner.connections.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.owner.lock:
+            self.owner.connections.discard(request)
+        super().shutdown_request(request)
+
 
 class LoopbackServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 serving ``root``."""
@@ -102,6 +117,7 @@ class LoopbackServer:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.not_modified = 0
         self.lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
         self._httpd = _Server(("127.0.0.1", 0), _RequestHandler)
         self._httpd.owner = self
         self._thread: threading.Thread | None = None
@@ -142,6 +158,11 @@ class LoopbackServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self.lock:
+            open_connections = list(self.connections)
+        for conn in open_connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
