@@ -34,6 +34,7 @@ Handler = Callable[["_RequestHandler"], None]
 class _RequestHandler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # answer small requests at once, as production servers do
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
