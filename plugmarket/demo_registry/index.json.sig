@@ -1,1 +1,1 @@
-{"signatures":[{"keyid":"74b982f892b7209c","sig":"VFPhyK4Rab97zT6CkMqfXaUTuFdZCQds8vQHGLsoXMAr2e6vOarKSiLHSsZ9Bc7D2Ez4rq8osvXwwoaOC5dfCw=="}]}
+{"signatures":[{"keyid":"74b982f892b7209c","sig":"YMBolaEg7FFG1LNUiOrmCPrdmYCfqOZbx92RfzxH4EDODSlZKi0S4+Y9L8CcRHG9QGKYFF6I0HUbnVaNVUssCw=="}]}

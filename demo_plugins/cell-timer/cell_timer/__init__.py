@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 try:
     from IPython.core.error import UsageError

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import httpx
 
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 try:
     from IPython.core.error import UsageError

@@ -12,7 +12,7 @@ import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 MAX_ITEMS = 200  # items shown per dict or list
 MAX_DEPTH = 50  # levels shown before "…"
@@ -48,7 +48,7 @@ def _node(value: object, label: str, depth: int, path: set[int]) -> str:
         return f"<div>{label}{opener}{closer}</div>"
     path.add(id(value))
     try:
-        items = list(value.items()) if is_dict else list(enumerate(value))
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
         children = []
         for key, child in items[:MAX_ITEMS]:
             shown = _scalar(key) if is_dict else html.escape(str(key))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import table_kit
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 try:
     from IPython.core.error import UsageError

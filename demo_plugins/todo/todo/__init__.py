@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 try:
     from IPython.core.error import UsageError

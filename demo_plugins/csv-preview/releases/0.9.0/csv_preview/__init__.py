@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import table_kit
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 
 def preview(path: str, rows: int = 10) -> table_kit.Table:

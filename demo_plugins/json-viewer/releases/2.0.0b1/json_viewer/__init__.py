@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 MAX_ITEMS = 200  # default items shown per dict or list
 MAX_DEPTH = 50  # levels shown before "…"
@@ -87,7 +87,7 @@ class _Renderer:
         limit = self.options.max_items
         self.path.add(id(value))
         try:
-            items = list(value.items()) if is_dict else list(enumerate(value))
+            items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
             children = []
             for key, child in items[:limit]:
                 child_where = json_path(where, key)

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from plugmarket import PluginContext
+    from plugmarket.context import PluginContext
 
 try:
     from IPython.core.error import UsageError
