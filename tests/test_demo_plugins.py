@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 
+from plugmarket import loader
 from plugmarket.errors import ActivationError, CapabilityDenied
 from plugmarket.host import IPythonHost, PlainHost
 from plugmarket.loader import unload
@@ -156,6 +157,9 @@ def test_csv_preview_detects_semicolons_and_a_missing_header(
     assert table.columns == ("column 1", "column 2", "column 3")
     assert table.rows == (("1", "2,5", "x"), ("2", "3,5", "y"))
     assert table.caption == f"{path}: first 2 rows"
+    module = loader.loaded()["csv-preview"].module
+    assert module.guess_delimiter("a\tb\tc\n1\t2,5\t3\n") == "\t"
+    assert module.guess_delimiter("just one column\n") == ","
 
 
 def test_csv_preview_reads_only_the_start_of_a_large_file(
@@ -576,6 +580,19 @@ def test_units_explains_what_it_cannot_convert(settings: Settings, shown: Shown)
         shown.host.run_magic("units", "1 kmh to mph")
     with pytest.raises(UsageError, match="usage: %units"):
         shown.host.run_magic("units", "three km to mi")
+
+
+def test_units_in_a_real_shell_answers_numbers_and_one_line_errors(
+    shell: Any, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_demo("units", settings, IPythonHost(shell))
+    shell.run_cell("x = %units 3 km to mi", store_history=True)
+    assert repr(shell.user_ns["x"]) == "1.86411 mi"
+    shell.run_cell("y = convert(1, 'mi', 'km') * 2", store_history=True)
+    assert shell.user_ns["y"] == pytest.approx(3.218688)
+    capsys.readouterr()
+    shell.run_cell("%units 1 km to kg", store_history=True)
+    assert capsys.readouterr().err.strip() == "UsageError: cannot convert km (length) to kg (mass)"
 
 
 def test_units_1_0_has_no_temperatures_and_1_1_adds_them(settings: Settings, shown: Shown) -> None:
