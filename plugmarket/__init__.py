@@ -41,7 +41,33 @@ _EXPORTS: dict[str, str] = {
     "unload": "plugmarket.loader",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ActivationError",
+    "ArchiveError",
+    "Capability",
+    "CapabilityDenied",
+    "ConsentRequired",
+    "Grants",
+    "InstallError",
+    "IntegrityError",
+    "LoadError",
+    "LoadedPlugin",
+    "Manifest",
+    "ManifestError",
+    "OfflineError",
+    "PluginContext",
+    "PluginFiles",
+    "PlugmarketError",
+    "RegistryError",
+    "ResolutionError",
+    "Settings",
+    "SignatureError",
+    "Source",
+    "SourceError",
+    "load",
+    "read_manifest",
+    "unload",
+]
 
 if TYPE_CHECKING:
     from plugmarket.capabilities import Capability, Grants

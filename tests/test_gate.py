@@ -276,3 +276,19 @@ def test_host_code_pays_no_gate_when_no_plugin_is_on_the_stack(tmp_path: Path, h
     assert Path("/etc/hostname").read_text() is not None
     assert os.system("true") == 0
     assert sys.modules["plugmarket.plugins.quiet"]
+
+
+def test_sqlite_files_need_file_grants(tmp_path: Path, home: Path, files: Path) -> None:
+    db = files / "notes.db"
+    body = f"import sqlite3\nc = sqlite3.connect({str(db)!r})\nc.close()\nreturn 'a'"
+    with pytest.raises(CapabilityDenied) as info:
+        _run(tmp_path, home, body, [f"fs.read:{files}"], at_import=False)
+    assert info.value.capability == f"fs.write:{db}"
+    assert not db.exists()
+    assert _run(tmp_path, home, body, [f"fs.write:{files}"], at_import=False) == "a"
+    read_only = (
+        f"import sqlite3\nc = sqlite3.connect('file:{db}?mode=ro', uri=True)\nc.close()\nreturn 'a'"
+    )
+    assert _run(tmp_path, home, read_only, [f"fs.read:{files}"], at_import=False) == "a"
+    memory = "import sqlite3\nsqlite3.connect(':memory:').close()\nreturn 'a'"
+    assert _run(tmp_path, home, memory, [], at_import=False) == "a"

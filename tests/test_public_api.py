@@ -40,6 +40,7 @@ PUBLIC = {
 
 def test_all_is_exactly_the_public_names() -> None:
     assert set(plugmarket.__all__) == PUBLIC
+    assert set(plugmarket._EXPORTS) == PUBLIC  # the lazy map and the literal agree
 
 
 def test_all_is_sorted_and_every_name_resolves() -> None:

@@ -87,6 +87,8 @@ _PROCESS_EVENTS = frozenset(
     }
 )
 _ENV_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
+# SQLite opens its files in C; the connect event names the database.
+_DATABASE_EVENTS = frozenset({"sqlite3.connect"})
 #: Handing out frames, every live object, or a tracer: refused to every plugin.
 ALWAYS_DENIED = frozenset(
     {
@@ -133,6 +135,7 @@ EVENTS = frozenset(
     | _ENV_EVENTS
     | ALWAYS_DENIED
     | _CTYPES_EVENTS
+    | _DATABASE_EVENTS
 )
 
 
@@ -184,6 +187,26 @@ def _text(value: object) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else str(value)
 
 
+def _database_need(database: object) -> Need | None:
+    """What opening an SQLite database needs: read-write, or read for a ``mode=ro`` URI."""
+    if type(database) in _PATH_TYPES:
+        database = str(database)
+    if isinstance(database, bytes):
+        database = os.fsdecode(database)
+    if not isinstance(database, str):
+        return Need("fs.write", repr(database), "sqlite3.connect")  # refused: not a plain path
+    if database in ("", ":memory:"):
+        return None
+    kind = "fs.write"
+    if database.startswith("file:"):
+        database, _, query = database[5:].partition("?")
+        if "mode=memory" in query:
+            return None
+        if "mode=ro" in query:
+            kind = "fs.read"
+    return Need(kind, os.path.realpath(database), "sqlite3.connect")
+
+
 def decide(event: str, args: tuple[object, ...]) -> Need | None:
     """What ``event`` (with its audit ``args``) needs, or ``None`` if it needs nothing."""
     if event == "open":
@@ -209,6 +232,8 @@ def decide(event: str, args: tuple[object, ...]) -> Need | None:
         if path == "":
             return None
         return Need(kind, path if path is not None else repr(args[0]), event)
+    if event in _DATABASE_EVENTS:
+        return _database_need(args[0] if args else "")
     if event in _NET_EVENTS:
         if event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
             host, port = _host_port(args[1] if len(args) > 1 else None)
