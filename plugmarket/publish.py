@@ -249,8 +249,11 @@ def _merge(
     detail: fmt.PluginDetail | None, manifest: Manifest, info: fmt.VersionInfo
 ) -> fmt.PluginDetail:
     versions = (*(detail.versions if detail else ()), info)
-    newest = detail is None or all(info.version >= v.version for v in detail.versions)
-    if not newest and detail is not None:
+    # The plugin's name, summary and description follow its newest stable version, so
+    # a beta's text is not what stable users read; before any stable, the newest.
+    stable = [v for v in versions if v.channel == fmt.STABLE and not v.version.is_prerelease]
+    leader = max(stable or versions, key=lambda v: v.version)
+    if leader is not info and detail is not None:
         return replace(detail, versions=tuple(sorted(versions, key=lambda v: v.version)))
     return fmt.PluginDetail(
         id=manifest.id,

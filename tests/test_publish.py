@@ -373,3 +373,23 @@ def test_two_publishers_on_one_folder_take_turns(tmp_path: Path) -> None:
     assert sorted(index.plugins) == ["plugin-0", "plugin-1", "plugin-2", "plugin-3"]
     assert index.version == 4
     assert verify_registry(reg).ok
+
+
+def test_a_beta_does_not_change_what_stable_users_read(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for version, channel, summary in (
+        ("1.0", "stable", "the stable text"),
+        ("2.0b1", "beta", "beta text"),
+    ):
+        plugin = tmp_path / version / "viewer.py"
+        plugin.parent.mkdir()
+        plugin.write_text(
+            f"__plugin__ = {{'id': 'viewer', 'version': {version!r}, 'summary': {summary!r}}}\n"
+        )
+        publish(plugin, registry, key=None, channel=channel)
+    detail = fmt.decode_detail(
+        (registry / "plugins" / "viewer.json").read_bytes(), registry="r", plugin_id="viewer"
+    )
+    assert detail.summary == "the stable text"
+    assert [str(v.version) for v in detail.versions] == ["1.0", "2.0b1"]

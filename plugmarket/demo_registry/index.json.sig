@@ -1,1 +1,1 @@
-{"signatures":[{"keyid":"74b982f892b7209c","sig":"YMBolaEg7FFG1LNUiOrmCPrdmYCfqOZbx92RfzxH4EDODSlZKi0S4+Y9L8CcRHG9QGKYFF6I0HUbnVaNVUssCw=="}]}
+{"signatures":[{"keyid":"74b982f892b7209c","sig":"lmjbvOF7SCpcfBIYwq6VxEkyG2E6RJrsThopi3B3fYd+5mm8+A8u/VstIFQevJfAXcH1uN3UoGYHp41eyeaJAw=="}]}
