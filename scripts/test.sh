@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff"; ruff check plugmarket tests benchmarks demo_plugins; ruff format --check plugmarket tests benchmarks demo_plugins
+echo "== ruff"; ruff check plugmarket tests benchmarks demo_plugins scripts; ruff format --check plugmarket tests benchmarks demo_plugins scripts
 echo "== mypy"; mypy
 echo "== pytest"
 status=0
