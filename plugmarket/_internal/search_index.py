@@ -96,7 +96,7 @@ class SearchTable:
         self._joined = _SEP.join(self._texts)
         # starts[i] is where plugin i's text begins in the joined string; one sentinel at the end.
         self._starts = [0, *accumulate(len(t) + 1 for t in self._texts)]
-        self._words: dict[int, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
+        self._row_words: dict[int, str] = {}  # filled as rows are first scored
         self._orders: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
@@ -172,46 +172,49 @@ class SearchTable:
     def _scored(self, rows: list[int], words: list[str]) -> list[tuple[int, int, int]]:
         """``(-score, -downloads, row)`` for each row: sorting these ranks by relevance."""
         whole = "-".join(words)
-        ids, neg_downloads, cache, row_words = (
+        ids, neg_downloads, cache, words_of = (
             self._ids,
             self._neg_downloads,
-            self._words,
             self._row_words,
+            self._words_of,
         )
+        keys = [(word, f" {word} ") for word in words]
         ranked = []
         for row in rows:
             plugin_id = ids[row]
-            name_words, tag_words, summary_words = cache.get(row) or row_words(row)
             score = 100 if whole == plugin_id else 0
-            for word in words:
+            row_words = None
+            for word, key in keys:
                 if word == plugin_id:
                     score += 100
                 elif plugin_id.startswith(word):
                     score += 50
-                elif word in name_words:
-                    score += 20
-                elif word in tag_words:
-                    score += 10
-                elif word in summary_words:
-                    score += 5
                 else:
-                    score += 1
+                    if row_words is None:
+                        row_words = cache.get(row) or words_of(row)
+                    at = row_words.find(key)
+                    if at < 0:
+                        score += 1
+                    else:
+                        name_end = row_words.find(_FIELD)
+                        if at < name_end:
+                            score += 20
+                        elif at < row_words.find(_FIELD, name_end + 1):
+                            score += 10
+                        else:
+                            score += 5
             ranked.append((-score, neg_downloads[row], row))
         return ranked
 
-    def _row_words(self, row: int) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-        words = self._words.get(row)
-        if words is None:
-            entry = self.entries[row]
-            tags = {t.casefold() for t in entry.tags}
-            tags.update(_WORD.findall(" ".join(entry.tags).casefold()))
-            words = (
-                frozenset(_WORD.findall(entry.name.casefold())),
-                frozenset(tags),
-                frozenset(_WORD.findall(entry.summary.casefold())),
-            )
-            self._words[row] = words
-        return words
+    def _words_of(self, row: int) -> str:
+        """`` name words \x1f tag words \x1f summary words ``, each word between spaces."""
+        entry = self.entries[row]
+        text = _FIELD.join(
+            f" {' '.join(_WORD.findall(field.casefold()))} "
+            for field in (entry.name, " ".join(entry.tags), entry.summary)
+        )
+        self._row_words[row] = text
+        return text
 
     # --- orders for the other sorts -------------------------------------------
 
