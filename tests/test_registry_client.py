@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from plugmarket._internal.registry_format import decode_index
 from plugmarket.errors import PlugmarketError, RegistryError
 from plugmarket.registry import PluginDetails, RegistryClient, SearchHit
-from plugmarket.settings import Settings, from_env
+from plugmarket.settings import Settings, demo_registry_path, from_env
 from tests.support.httpserver import LoopbackServer
 from tests.support.registry import Clients, Clock, TestRegistry, make_registry
 
@@ -287,3 +288,18 @@ def test_an_index_close_to_expiry_is_refetched_before_the_ttl_ends(
     clock.advance(120)  # the first index has expired, well within the TTL
     assert client.search("csv")[0].id == "csv-tools"
     assert served.count("/index.json") == 2
+
+
+def test_the_demo_registry_in_the_package_works_with_no_network(
+    home: Path, clients: Clients
+) -> None:
+    demo = decode_index((demo_registry_path() / "index.json").read_bytes(), registry="demo")
+    client = clients(Settings(home=home), Clock(demo.generated + timedelta(days=1)))
+    hits = client.search("")
+    assert len(hits) >= 8 and {h.registry for h in hits} == {"demo"}
+    details = client.details(hits[0].id)
+    latest = details.detail.latest()
+    assert latest is not None
+    data = client.fetch_artifact(details.id, str(latest.version))
+    assert hashlib.sha256(data).hexdigest() == latest.artifact.sha256
+    assert client._client is None  # the signature was checked, and nothing went online
