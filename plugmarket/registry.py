@@ -33,11 +33,13 @@ for network and disk copies alike. What is normal is decided here:
 from __future__ import annotations
 
 import html
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cachetools import LRUCache, TLRUCache
@@ -62,11 +64,14 @@ from plugmarket.manifest import ID_PATTERN
 from plugmarket.settings import Settings
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import httpx
 
 __all__ = ["PluginDetails", "RegistryClient", "SearchHit", "StaleDataWarning"]
 
 _DETAILS_KEPT = 1024  # decoded detail files kept in memory
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
 class StaleDataWarning(UserWarning):
@@ -350,7 +355,7 @@ class RegistryClient:
             snap = state.refresh(now)
             self._fresh[key] = snap
             if snap.stale:
-                warnings.warn(StaleDataWarning(snap.stale), stacklevel=5)
+                warnings.warn(StaleDataWarning(snap.stale), stacklevel=_caller_level())
         return snap
 
     def _locate(self, plugin_id: str) -> tuple[RegistryState, Snapshot, tuple[str, ...]]:
@@ -437,6 +442,15 @@ class RegistryClient:
 
             self._client = make_client(self.settings.http_timeout)
         return self._client
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside plugmarket."""
+    level = 1  # the frame that calls warnings.warn
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _same(a: tuple[Index, ...], b: tuple[Index, ...]) -> bool:

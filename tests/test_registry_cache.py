@@ -346,6 +346,7 @@ def test_stale_if_error_when_the_server_is_down(
     with pytest.warns(StaleDataWarning, match="cannot fetch index.json") as caught:
         assert client.search("csv") == client.search("csv")
     assert len(caught) == 1  # not asked for again (nor warned about) within the TTL
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     assert warm(client) == hits
     # A second client sharing the home serves the disk copy the same way.
     other = clients(registry.settings(home, served.url(), cache_ttl=TTL), clock)
