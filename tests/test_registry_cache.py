@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -445,3 +446,19 @@ def test_a_cached_index_that_fails_its_signature_is_not_trusted(
     hits = clients(registry.settings(home, served.url()), clock).search("csv")
     assert [h.summary for h in hits] == ["Preview CSV files as tables"]
     assert served.count("/index.json") == 1
+
+
+def test_stale_if_error_when_the_server_times_out(
+    registry: TestRegistry, served: LoopbackServer, home: Path, clients: Clients
+) -> None:
+    clock = Clock()
+    client = clients(registry.settings(home, served.url(), http_timeout=0.2), clock)
+    hits = client.search("")
+    release = threading.Event()
+    served.route("/index.json", lambda handler: release.wait(10))  # accepts, never answers
+    clock.advance(TTL + 1)
+    try:
+        with pytest.warns(StaleDataWarning, match="did not answer in time"):
+            assert client.search("") == hits
+    finally:
+        release.set()
