@@ -11,12 +11,16 @@ file (they would fail) and reported instead.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes  # loaded by the host first: the importlib route must still be gated
 import gc
+import io
 import os
+import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -26,8 +30,12 @@ import pytest
 
 from plugmarket import loader
 from plugmarket.errors import CapabilityDenied
-from plugmarket.loader import unload
+from plugmarket.host import IPythonHost, PlainHost
+from plugmarket.loader import load, unload
+from plugmarket.settings import Settings
+from plugmarket.sources import Source
 from tests.support.httpserver import LoopbackServer, redirect_to
+from tests.support.plugins import write_plugin
 from tests.support.probes import load_probe, probe_denied, run_probe
 
 assert ctypes.CDLL  # the host uses ctypes itself
@@ -636,3 +644,290 @@ def test_native_front_doors_need_native(body: str, tmp_path: Path, home: Path) -
     assert "ctypes" in sys.modules  # the importlib routes find it already loaded
     assert probe_denied(tmp_path, home, body).capability == "native"
     assert run_probe(tmp_path, home, body, ["native"]) is True
+
+
+# --- attribution: plugin code run later, elsewhere, or through C ---------------------------
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_text("secret")
+    return path
+
+
+# id -> body that reads PATH (the secret) some indirect way
+INDIRECT_ROUTES: dict[str, str] = {
+    "thread": "import threading\nout = []\n"
+    "def run():\n    try:\n        out.append(open(PATH).close())\n"
+    "    except Exception as e:\n        out.append(e)\n"
+    "t = threading.Thread(target=run)\nt.start()\nt.join()\n"
+    "if isinstance(out[0], Exception):\n    raise out[0]",
+    "timer-python-function": "import threading\nout = []\n"
+    "def run():\n    try:\n        out.append(open(PATH).close())\n"
+    "    except Exception as e:\n        out.append(e)\n"
+    "t = threading.Timer(0, run)\nt.start()\nt.join()\n"
+    "if isinstance(out[0], Exception):\n    raise out[0]",
+    "exec-string": "exec('open(PATH).close()')",
+    "exec-fresh-globals": "exec('open(P).close()', {'P': PATH})",
+    "eval-string": "eval('open(PATH).close()')",
+    "exec-code-object": "exec(compile('open(P).close()', 'f.py', 'exec'), {'P': PATH})",
+    "exec-real-builtins-dict": "import builtins\n"
+    "exec('open(P).close()', {'__builtins__': builtins.__dict__, 'P': PATH})",
+    "eval-lambda-real-builtins": "import builtins\n"
+    "f = eval('lambda: open(P).close()', {'__builtins__': builtins.__dict__, 'P': PATH})\nf()",
+    "function-from-code": "import types, builtins\n"
+    "ns = {'__builtins__': builtins.__dict__, 'P': PATH}\n"
+    "exec(compile('def g():\\n    open(P).close()', '/elsewhere.py', 'exec'), ns)\nns['g']()",
+    "io-open-from-compiled-code": "exec(compile('import io\\nio.open(P).close()', 'h.py', 'exec'), "
+    "{'P': PATH})",
+    "functools-partial-open": "import functools\nfunctools.partial(open, PATH)().close()",
+    "map-open": "for f in map(open, [PATH]):\n    f.close()",
+    "methodcaller": "import operator, pathlib\n"
+    "operator.methodcaller('read_text')(pathlib.Path(PATH))",
+    "max-key": "import pathlib\nmax([pathlib.Path(PATH)], key=pathlib.Path.read_text)",
+}
+
+
+@pytest.mark.parametrize("body", INDIRECT_ROUTES.values(), ids=INDIRECT_ROUTES.keys())
+def test_indirect_calls_are_still_the_plugins(
+    body: str, tmp_path: Path, home: Path, secret: Path
+) -> None:
+    extra = f"PATH = {str(secret)!r}\n"
+    plugin = load_probe(tmp_path, home, body, extra=extra)
+    with pytest.raises(CapabilityDenied) as denied:
+        plugin.module.attempt()
+    assert (denied.value.plugin_id, denied.value.target) == ("probe", str(secret))
+    unload(plugin)
+    assert run_probe(tmp_path, home, body, [f"fs.read:{secret}"], extra=extra) is None
+
+
+def test_code_the_host_resumes_or_calls_later_is_the_plugins(
+    tmp_path: Path, home: Path, secret: Path
+) -> None:
+    extra = textwrap.dedent(
+        f"""
+        PATH = {str(secret)!r}
+        FINALISED = []
+        def steps():
+            yield 1
+            yield open(PATH).read()
+        async def later():
+            return open(PATH).read()
+        class Shown:
+            def __repr__(self):
+                return open(PATH).read()
+        class Dropped:
+            def __del__(self):
+                try:
+                    open(PATH).close()
+                    FINALISED.append("read")
+                except Exception as e:
+                    FINALISED.append(type(e).__name__)
+        def keep():
+            global KEPT
+            KEPT = Dropped()
+            KEPT.cycle = KEPT
+        """
+    )
+    seen: list[CapabilityDenied] = []
+    plugin = load_probe(tmp_path, home, "return 1", extra=extra, audit=seen.append)
+    module = plugin.module
+    gen = module.steps()
+    assert next(gen) == 1
+    with pytest.raises(CapabilityDenied):
+        next(gen)  # the host resumes the plugin's generator
+    import asyncio
+
+    with pytest.raises(CapabilityDenied):
+        asyncio.run(module.later())  # the host awaits the plugin's coroutine
+    with pytest.raises(CapabilityDenied):
+        repr(module.Shown())  # the host inspects a plugin object
+    callback = module.Shown().__repr__
+    with pytest.raises(CapabilityDenied):
+        callback()  # a bound method kept by the host
+    module.keep()
+    del module.KEPT
+    gc.collect()  # the host's collector runs the plugin's finaliser
+    assert module.FINALISED == ["CapabilityDenied"]
+    assert {d.plugin_id for d in seen} == {"probe"} and len(seen) == 5
+
+
+def test_a_finaliser_at_exit_is_the_plugins(tmp_path: Path, home: Path, secret: Path) -> None:
+    target = tmp_path / "written-at-exit.txt"
+    package = tmp_path / "atexit-probe"
+    write_plugin(
+        package,
+        "leaver",
+        f"import atexit\n@atexit.register\ndef bye():\n    open({str(target)!r}, 'w').close()\n",
+    )
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from plugmarket.host import PlainHost
+        from plugmarket.loader import load
+        from plugmarket.settings import Settings
+        from plugmarket.sources import Source
+        load(Source.local(Path({str(package / "leaver" / "leaver")!r})),
+             settings=Settings(home=Path({str(home)!r})), host=PlainHost())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert "CapabilityDenied" in out.stderr, out.stderr
+    assert not target.exists()
+
+
+def test_callbacks_given_to_ctx_run_as_the_plugin_even_when_they_are_c_functions(
+    tmp_path: Path, home: Path, secret: Path, shell: object
+) -> None:
+    extra = textwrap.dedent(
+        f"""
+        import functools, io
+        PATH = {str(secret)!r}
+        def activate(ctx):
+            ctx.on("pre_execute", functools.partial(io.open, PATH))
+            ctx.on("post_execute", lambda: open(PATH).close())
+        """
+    )
+    seen: list[CapabilityDenied] = []
+    plugin = load_probe(
+        tmp_path,
+        home,
+        "return 1",
+        extra=extra,
+        host=IPythonHost(shell),
+        audit=seen.append,
+        grants=["ipython.events"],
+    )
+    with io.StringIO() as err, contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
+        shell.run_cell("1 + 1")  # type: ignore[attr-defined]
+    assert [d.target for d in seen] == [str(secret), str(secret)]
+    unload(plugin)
+
+
+def test_every_plugin_on_the_stack_needs_the_grant(
+    tmp_path: Path, home: Path, secret: Path
+) -> None:
+    settings = Settings(home=home)
+    library = write_plugin(
+        tmp_path / "lib",
+        "reader-lib",
+        f"import pathlib\ndef read():\n    return pathlib.Path({str(secret)!r}).read_text()\n"
+        "def call(fn):\n    return fn()\n",
+    )
+    lib = load(
+        Source.local(library), settings=settings, host=PlainHost(), grants=[f"fs.read:{secret}"]
+    )
+    assert lib.module.read() == "secret"
+    caller = write_plugin(
+        tmp_path / "user",
+        "lib-user",
+        "import reader_lib\n"
+        f"def via_lib():\n    return reader_lib.read()\n"
+        f"import pathlib\ndef own():\n    return pathlib.Path({str(secret)!r}).read_text()\n"
+        "def lib_calls_me():\n    return reader_lib.call(own)\n",
+        requires=["reader-lib"],
+    )
+    user = load(Source.local(caller), settings=settings, host=PlainHost())
+    with pytest.raises(CapabilityDenied) as denied:
+        user.module.via_lib()  # a granted library is no deputy for an ungranted caller
+    assert denied.value.plugin_id == "lib-user"
+    with pytest.raises(CapabilityDenied):
+        user.module.lib_calls_me()  # nor is a granted caller's frame below
+    unload(user)
+    granted_user = load(
+        Source.local(caller), settings=settings, host=PlainHost(), grants=[f"fs.read:{secret}"]
+    )
+    assert granted_user.module.via_lib() == "secret"
+    unload(granted_user)
+    unload(lib)
+    # The other direction: a granted caller cannot lend its grant to an ungranted library.
+    lib = load(Source.local(library), settings=settings, host=PlainHost())
+    granted_user = load(
+        Source.local(caller), settings=settings, host=PlainHost(), grants=[f"fs.read:{secret}"]
+    )
+    assert granted_user.module.own() == "secret"
+    with pytest.raises(CapabilityDenied) as denied:
+        granted_user.module.via_lib()
+    assert denied.value.plugin_id == "reader-lib"
+
+
+# --- the host and honest plugins keep working --------------------------------------------
+
+
+def test_the_host_is_not_gated_while_a_plugin_is_loaded(
+    tmp_path: Path, home: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = load_probe(tmp_path, home, "return 1")
+    assert (data / "a.txt").read_text() == "a"
+    (data / "host.txt").write_text("host")
+    os.rename(data / "host.txt", data / "host2.txt")
+    module_file = tmp_path / "hostmod_redteam.py"
+    module_file.write_text("VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    assert importlib.import_module("hostmod_redteam").VALUE == 7
+    assert subprocess.run(["true"], check=False).returncode == 0
+    assert os.environ.get("HOME") is not None
+    assert plugin.module.attempt() == 1
+
+
+def test_ipython_cells_run_normally_with_a_plugin_loaded(
+    tmp_path: Path, home: Path, data: Path, shell: object
+) -> None:
+    load_probe(tmp_path, home, "return 1", host=IPythonHost(shell))
+    result = shell.run_cell(  # type: ignore[attr-defined]
+        f"import os, json, subprocess\n"
+        f"with open({str(data / 'a.txt')!r}) as f:\n    text = f.read()\n"
+        f"listing = os.listdir({str(data)!r})\n"
+        "code = subprocess.run(['true']).returncode\n"
+    )
+    assert result.success, result.error_in_exec
+    ns = shell.user_ns  # type: ignore[attr-defined]
+    assert (ns["text"], "a.txt" in ns["listing"], ns["code"]) == ("a", True, 0)
+
+
+def test_an_honest_plugin_can_use_everyday_stdlib(tmp_path: Path, home: Path) -> None:
+    body = textwrap.dedent(
+        """
+        import traceback, warnings, inspect, zoneinfo, locale, email.utils, unicodedata
+        import importlib.metadata, json, uuid, tempfile, logging
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            last = traceback.format_exc().splitlines()[-1]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.warn("careful")
+        CTX.log.info("logged by the plugin")
+        with tempfile.TemporaryFile(dir=STORAGE) as f:
+            f.write(b"x")
+        return (
+            last,
+            str(caught[0].message),
+            inspect.getsource(attempt).startswith("def attempt"),
+            str(zoneinfo.ZoneInfo("Europe/Paris")),
+            isinstance(locale.getlocale(), tuple),
+            bool(email.utils.formatdate()),
+            unicodedata.name("a"),
+            bool(importlib.metadata.version("httpx")),
+            json.loads(json.dumps({"a": 1})),
+            len(str(uuid.uuid4())),
+        )
+        """
+    )
+    assert run_probe(tmp_path, home, body) == (
+        "ZeroDivisionError: division by zero",
+        "careful",
+        True,
+        "Europe/Paris",
+        True,
+        True,
+        "LATIN SMALL LETTER A",
+        True,
+        {"a": 1},
+        36,
+    )
