@@ -64,7 +64,7 @@ def make_client(timeout: float = 10.0) -> httpx.Client:
     return httpx.Client(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
-        headers={"User-Agent": "plugmarket"},
+        headers={"User-Agent": "plugmarket", "Accept-Encoding": "identity"},
     )
 
 
@@ -224,7 +224,9 @@ def _fetch_http(
     try:
         for _ in range(_MAX_REDIRECTS + 1):
             try:
-                with http.stream("GET", url, headers=dict(headers), follow_redirects=False) as r:
+                # Raw bytes are counted and hashed, so ask for them uncompressed.
+                sent = {"Accept-Encoding": "identity", **headers}
+                with http.stream("GET", url, headers=sent, follow_redirects=False) as r:
                     if r.status_code == 304 and headers:
                         return Fetched(url, 304, b"", _lower(r.headers))
                     if r.status_code in _REDIRECTS and "location" in r.headers:

@@ -1,0 +1,30 @@
+"""The bounded download asks for the bytes it counts and hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plugmarket._internal.fetch import fetch
+from tests.support.httpserver import LoopbackServer
+
+
+def test_asks_for_uncompressed_bytes_even_through_a_given_client(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    import httpx
+
+    (tmp_path / "a.txt").write_bytes(b"abc" * 100)
+    server = http_server(tmp_path)
+    with httpx.Client() as client:  # a default client would advertise gzip
+        got = fetch(
+            server.url("a.txt"),
+            client=client,
+            max_bytes=10_000,
+            expected_sha256=hashlib.sha256(b"abc" * 100).hexdigest(),
+        )
+    assert got.body == b"abc" * 100
+    sent: dict[str, Any] = server.requests[-1][2]
+    assert {k.lower(): v for k, v in sent.items()}["accept-encoding"] == "identity"
