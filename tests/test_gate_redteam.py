@@ -16,6 +16,7 @@ import ctypes  # loaded by the host first: the importlib route must still be gat
 import gc
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -66,6 +67,11 @@ def data(tmp_path: Path) -> Path:
         zf.writestr("m.txt", "a")
     with tarfile.open(folder / "a.tar", "w") as tf:
         tf.add(folder / "a.txt", arcname="m.txt")
+    db = sqlite3.connect(folder / "ro.sqlite")
+    db.execute("create table t(x)")
+    db.execute("insert into t values (1)")
+    db.commit()
+    db.close()
     (tmp_path / "secret.txt").write_text("secret")
     return folder
 
@@ -183,6 +189,15 @@ FILE_ROUTES: dict[str, tuple[str, str]] = {
     ),
     "os-link-from": ("fs.write", "import os\nos.link({a}, STORAGE + '/hl')\nreturn 'a'"),
     "os-symlink-at": ("fs.write", "import os\nos.symlink(STORAGE, {d} + '/sl')\nreturn 'a'"),
+    "sqlite3-connect": (
+        "fs.write",
+        "import sqlite3\nc = sqlite3.connect({d} + '/db.sqlite')\nc.close()\nreturn 'a'",
+    ),
+    "sqlite3-uri-read-only": (
+        "fs.read",
+        "import sqlite3\nc = sqlite3.connect('file:' + {d} + '/ro.sqlite?mode=ro', uri=True)\n"
+        "n = c.execute('select count(*) from t').fetchone()[0]\nc.close()\nreturn 'a' * n",
+    ),
     "os-symlink-to": ("fs.write", "import os\nos.symlink({a}, STORAGE + '/sl')\nreturn 'a'"),
 }
 
@@ -196,6 +211,15 @@ def test_file_front_doors_need_their_grant(
     assert denied.capability.partition(":")[0] == kind
     assert denied.plugin_id == "probe"
     assert run_probe(tmp_path, home, code, [f"{kind}:{data}"]) == "a"
+
+
+def test_sqlite_in_memory_and_in_storage_need_no_grant(tmp_path: Path, home: Path) -> None:
+    body = (
+        "import sqlite3\nfor name in (':memory:', STORAGE + '/state.sqlite'):\n"
+        "    c = sqlite3.connect(name)\n    c.execute('create table t(x)')\n    c.close()\n"
+        "return 'a'"
+    )
+    assert run_probe(tmp_path, home, body) == "a"
 
 
 def test_scoped_read_grant_does_not_allow_writing_or_a_sibling(
