@@ -298,3 +298,14 @@ def test_index_entries_without_optional_fields_decode_like_complete_ones() -> No
     assert (short.categories, short.tags, short.rating, short.downloads) == ((), (), None, 0)
     full = decode_index(sample().index_bytes()).plugins["csv-tools"]
     assert index.plugins["csv-tools"] == full
+
+
+def test_fast_and_careful_entry_decoders_agree() -> None:
+    from plugmarket._internal.json_fields import Fields
+
+    for plugin_id, value in index_obj()["plugins"].items():
+        fast = fmt._entry_fast(plugin_id, value)
+        assert fast is not None
+        careful = fmt._entry(Fields("r", fmt.INDEX_FILE), plugin_id, value)
+        assert fast == careful and hash(fast.detail) == hash(careful.detail)
+        assert repr(fast) == repr(careful)

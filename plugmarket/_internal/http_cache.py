@@ -16,8 +16,9 @@ One :class:`DiskCache` per registry, in its own folder
 
 Invariants:
 
-- Every write is atomic: a temporary file in the same folder, ``fsync``, then
+- Every write is atomic: a temporary file in the same folder, then
   ``os.replace``. A reader sees the old file or the new one, never half of one.
+  Only the trusted-version state is fsynced; bodies are checked on every read.
 - Nothing read back is trusted unless it hashes to what was recorded: an entry
   whose body does not match its sidecar's sha256 and size (corrupted,
   truncated, or a body and sidecar from two different writes) and a blob whose
@@ -84,15 +85,22 @@ def cache_folder(home: Path, registry_url: str) -> Path:
     return home / "cache" / "registry" / digest
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, ``os.replace``)."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, ``os.replace``).
+
+    ``durable`` adds an ``fsync`` before the rename. Cached bodies do without:
+    every read checks them against their recorded sha256, so a file a crash
+    left short is refetched, never trusted. The trusted-version state, which
+    rollback protection rests on, is written durably.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -204,7 +212,7 @@ class DiskCache:
     def write_state(self, state: Mapping[str, Any]) -> None:
         """Replace the persisted state atomically."""
         data = json.dumps(dict(state), sort_keys=True).encode("utf-8")
-        atomic_write(self.root / "state.json", data)
+        atomic_write(self.root / "state.json", data, durable=True)
 
     # --- paths ----------------------------------------------------------------
 
