@@ -22,7 +22,9 @@ plugin's ``activate(ctx)`` (and ``deactivate(ctx)``), then calls
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -90,7 +92,7 @@ class PluginContext:
         self.__storage_ready = False
         # A copy: the caller changing its mapping later does not reach the plugin.
         self.__config: Mapping[str, object] = MappingProxyType(dict(config))
-        self.__log = logger or logging.getLogger(f"plugmarket.plugins.{plugin_id}")
+        self.__log = _PluginLog(logger or logging.getLogger(f"plugmarket.plugins.{plugin_id}"))
         self.__stack: list[tuple[str, Callable[[], object]]] = []
         self.__magics: dict[tuple[str, str], Undo] = {}
         self.__http: httpx.Client | None = None
@@ -119,7 +121,7 @@ class PluginContext:
         return self.__config
 
     @property
-    def log(self) -> logging.Logger:
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """The plugin's logger, ``plugmarket.plugins.<id>``."""
         return self.__log
 
@@ -335,6 +337,31 @@ class PluginContext:
         )
 
 
+class _PluginLog(logging.LoggerAdapter[logging.Logger]):
+    """The plugin's logger: its message is rendered under the plugin's attribution,
+    then the host's handlers (files, rotation, network) run as the host's code."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        exc_info = kwargs.pop("exc_info", None)
+        if exc_info:
+            # Format the traceback here, while the plugin's attribution holds.
+            info = sys.exc_info() if exc_info is True else exc_info
+            if isinstance(info, BaseException):
+                info = (type(info), info, info.__traceback__)
+            if info[0] is not None:
+                text += "\n" + "".join(traceback.format_exception(*info)).rstrip()
+        extra = {k: str(v) for k, v in (kwargs.pop("extra", None) or {}).items()}
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
+        with host_io():
+            self.logger.log(level, "%s", text, extra=extra, **kwargs)
+
+
 def _granted_client(guard: Guard, plugin_id: str) -> httpx.Client:
     import httpx
 
@@ -346,9 +373,10 @@ def _granted_client(guard: Guard, plugin_id: str) -> httpx.Client:
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             url = request.url
-            host = url.host
+            # The name the connection will use (IDNA-encoded), and its Unicode form.
+            host = url.raw_host.decode("ascii")
             port = url.port or {"http": 80, "https": 443}.get(url.scheme)
-            if not guard.grants.allows_net(host, port):
+            if not (guard.grants.allows_net(host, port) or guard.grants.allows_net(url.host, port)):
                 shown = f"[{host}]" if ":" in host else host
                 raise guard.deny(f"net:{shown}:{port}", "http request", str(url))
             return self._inner.handle_request(request)

@@ -163,7 +163,12 @@ class ResolutionError(PlugmarketError):
 
 
 class CapabilityDenied(PlugmarketError):
-    """A plugin tried something its grants do not allow."""
+    """A plugin tried something its grants do not allow.
+
+    Deliberately not an ``OSError``: libraries wrap those (urllib's ``URLError``,
+    httpx's ``ConnectError``) or swallow them, and the plugin would no longer
+    see the denial for what it is.
+    """
 
     def __init__(
         self,

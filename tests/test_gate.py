@@ -283,7 +283,8 @@ def test_sqlite_files_need_file_grants(tmp_path: Path, home: Path, files: Path) 
     body = f"import sqlite3\nc = sqlite3.connect({str(db)!r})\nc.close()\nreturn 'a'"
     with pytest.raises(CapabilityDenied) as info:
         _run(tmp_path, home, body, [f"fs.read:{files}"], at_import=False)
-    assert info.value.capability == f"fs.write:{db}"
+    assert info.value.capability == f"fs.write:{files}"  # a new file: its folder is the grant
+    assert info.value.target == str(db)
     assert not db.exists()
     assert _run(tmp_path, home, body, [f"fs.write:{files}"], at_import=False) == "a"
     read_only = (

@@ -315,14 +315,15 @@ def test_default_temp_folder_needs_a_write_grant(
     assert run_probe(tmp_path, home, body, [f"fs.write:{scratch}"]) == "a"
 
 
-def test_changing_folder_needs_read_and_moves_the_whole_kernel(
+def test_no_plugin_may_move_the_kernels_current_folder(
     tmp_path: Path, home: Path, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # put back after the test: the plugin cannot
+    monkeypatch.chdir(tmp_path)
     body = f"import os\nos.chdir({str(data)!r})\nreturn os.getcwd()"
-    assert probe_denied(tmp_path, home, body).capability == f"fs.read:{data}"
-    assert run_probe(tmp_path, home, body, [f"fs.read:{data}"]) == str(data)
-    assert os.getcwd() == str(data)  # the host's current folder moved too
+    for grants in ([], [f"fs.read:{data}"], ["fs.read", "fs.write"]):
+        denied = probe_denied(tmp_path, home, body, grants)
+        assert (denied.operation, denied.capability) == ("os.chdir", "")
+    assert os.getcwd() == str(tmp_path)
 
 
 # --- network -----------------------------------------------------------------------------
@@ -445,7 +446,8 @@ def test_unix_sockets_need_unscoped_net(tmp_path: Path, home: Path) -> None:
     ids=["bind", "create_server", "gethostbyname", "getaddrinfo"],
 )
 def test_binding_and_name_lookups_need_net(body: str, tmp_path: Path, home: Path) -> None:
-    assert probe_denied(tmp_path, home, body).capability.startswith("net:")
+    # Without any net grant, even creating an internet socket is refused.
+    assert probe_denied(tmp_path, home, body).capability.partition(":")[0] == "net"
     _collect_sockets_leaked_by_denials()
     assert run_probe(tmp_path, home, body, ["net"]) == "ok"
 

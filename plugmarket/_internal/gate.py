@@ -24,17 +24,35 @@ import builtins
 import contextvars
 import functools
 import importlib.machinery
+import importlib.util
 import os
+import shutil
 import socket
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from plugmarket._internal.policy import EVENTS, LOAD_EXTENSION, Need, PathPolicy, decide
+from plugmarket._internal.gated_modules import (
+    SHELL_DOORS,
+    GatedImportlib,
+    GatedOs,
+    GatedSqlite,
+    Shielded,
+)
+from plugmarket._internal.policy import (
+    EVENTS,
+    FORK_EXEC,
+    LOAD_EXTENSION,
+    Need,
+    PathPolicy,
+    decide,
+    describe,
+    second_path,
+)
 from plugmarket.capabilities import Grants
 from plugmarket.errors import CapabilityDenied
 
@@ -82,7 +100,28 @@ def install_hook() -> None:
     with _hook_lock:
         if not _hook_installed:
             sys.addaudithook(_hook)
+            if sys.version_info < (3, 14):
+                _audit_fork_exec()
             _hook_installed = True
+
+
+def _audit_fork_exec() -> None:
+    """Make ``_posixsubprocess.fork_exec`` raise an audit event, as 3.14 does.
+
+    subprocess and multiprocessing look the function up on the module at each
+    call, so replacing the module attribute covers both; without it a plugin
+    could start a process through multiprocessing's spawn with no event at all.
+    """
+    import _posixsubprocess
+
+    real = _posixsubprocess.fork_exec
+
+    def fork_exec(*args: Any) -> Any:
+        argv = args[0] if args and type(args[0]) in (list, tuple) else ()
+        sys.audit(FORK_EXEC, " ".join(describe(a) for a in argv))
+        return real(*args)
+
+    _posixsubprocess.fork_exec = fork_exec
 
 
 def _guards_on_stack() -> list[Guard]:
@@ -103,6 +142,13 @@ def _guards_on_stack() -> list[Guard]:
 # The import system lists every sys.path folder (the current one too) to fill
 # its cache when anything new is imported; that listing is not the plugin's.
 _IMPORT_LISTING = importlib.machinery.FileFinder._fill_cache.__code__  # type: ignore[attr-defined]
+# Standard-library walkers that open folders relative to a descriptor kept in a
+# local named ``topfd``; their "open" events do not carry it.
+_TOPFD_WALKERS = frozenset(
+    f.__code__
+    for f in (getattr(shutil, "_rmtree_safe_fd", None), getattr(os, "_fwalk", None))
+    if f is not None
+)
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
@@ -110,24 +156,38 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
         return
     if getattr(_tls, "busy", False):
         return
-    if event == "os.listdir" and sys._getframe(1).f_code is _IMPORT_LISTING:
+    caller = sys._getframe(1)
+    if event == "os.listdir" and caller.f_code is _IMPORT_LISTING:
         return
     guards = _guards_on_stack()
     if not guards:
         return  # host code: nothing written, nothing decided
     _tls.busy = True
     try:
-        need = decide(event, args)
+        dir_fd = None
+        if event == "open" and caller.f_code in _TOPFD_WALKERS:
+            dir_fd = caller.f_locals.get("topfd")
+        need = decide(event, args, dir_fd)
         if need is None:
             return
+        second = second_path(event, args)
         for guard in guards:
             guard.check(need)
-            if event in ("os.rename", "os.link", "os.symlink") and len(args) > 1:
-                second = decide("os.remove", (args[1],))
-                if second is not None:
-                    guard.check(second)
+            if second is not None:
+                guard.check(second)
     finally:
         _tls.busy = False
+
+
+def _source_on_stack(path: str) -> bool:
+    """Whether ``path`` is the source file of a frame on the current stack."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name == path or (name[:1] == "/" and os.path.realpath(name) == path):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class Guard:
@@ -206,8 +266,17 @@ class Guard:
         """Raise :class:`CapabilityDenied` unless this plugin may do what ``need`` says."""
         kind = need.kind
         if kind in ("fs.read", "fs.write"):
-            if not self.paths.allows(self.grants, need):
-                raise self.deny(f"{kind}:{need.target}", need.operation, need.target)
+            if self.paths.allows(self.grants, need):
+                return
+            if kind == "fs.read" and need.operation == "open" and _source_on_stack(need.target):
+                return  # tracebacks, inspect and logging read the code that is running
+            scope = need.target
+            if kind == "fs.write" and not os.path.lexists(scope):
+                # A file being created: the grant that would work names its folder.
+                scope = os.path.dirname(scope)
+            raise self.deny(f"{kind}:{scope}", need.operation, need.target)
+        elif kind == "net" and need.operation == "socket.__new__":
+            self.require("net", "create a socket")  # any net grant; connect checks the host
         elif kind == "net":
             if not self._net_allowed(need):
                 scope = need.target + (f":{need.port}" if need.port else "")
@@ -293,6 +362,9 @@ class Guard:
             input=self._input,
             breakpoint=self._breakpoint,
         )
+        # IPython adds these to builtins in a kernel; both would hand out the shell.
+        table.pop("get_ipython", None)
+        table.pop("display", None)
         return table
 
     def _import(
@@ -312,14 +384,39 @@ class Guard:
             need = decide("import", (name,))
             if need is not None:
                 self.check(need)
-            if top == "os" and "env" not in self.grants._unscoped:
-                module = _real_import(name, globals, locals, fromlist, 0)
-                return _GatedOs(self) if module is os else module
-            if top == "builtins" and not rest:
-                proxy = types.ModuleType("builtins")
-                proxy.__dict__.update(self.make_builtins())
-                return proxy
+            module = _real_import(name, globals, locals, fromlist, 0)
+            return self._shield(name, module, fromlist)
         return _real_import(name, globals, locals, fromlist, level)
+
+    def _shield(self, name: str, module: types.ModuleType, fromlist: object) -> types.ModuleType:
+        """The module a plugin gets: the real one, or a gated view of a few front doors."""
+        given = module.__name__
+        if given in ("os", "posix") and "env" not in self.grants._unscoped:
+            return GatedOs(self, module)
+        if given == "builtins":
+            proxy = types.ModuleType("builtins")
+            proxy.__dict__.update(self.make_builtins())
+            return proxy
+        if given == "importlib":
+            return GatedImportlib(self)
+        if given == "sqlite3":
+            return GatedSqlite(module)
+        if given in SHELL_DOORS:
+            return Shielded(self, module, SHELL_DOORS[given])
+        return module
+
+    def import_module(self, name: str, package: str | None = None) -> types.ModuleType:
+        """``importlib.import_module`` as the plugin sees it: through its own ``__import__``."""
+        if name.startswith("."):
+            name = importlib.util.resolve_name(name, package)
+        top, dot, rest = name.partition(".")
+        target = self.aliases.get(top)
+        if target is not None:
+            return importlib.import_module(target + dot + rest)
+        need = decide("import", (name,))
+        if need is not None:
+            self.check(need)
+        return self._shield(name, importlib.import_module(name), ("*",))
 
     def _open(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         # Convert once and use that value, so a path object cannot answer differently
@@ -383,55 +480,3 @@ class Guard:
 
     def _breakpoint(self, *args: Any, **kwargs: Any) -> None:
         raise self.deny("", "breakpoint")
-
-
-class _GatedEnviron(MutableMapping[str, str]):
-    """``os.environ`` as a plugin without an unscoped ``env`` grant sees it."""
-
-    def __init__(self, guard: Guard) -> None:
-        self._guard = guard
-
-    def _check(self, name: str, operation: str) -> None:
-        if not self._guard.grants.allows_env(name):
-            raise self._guard.deny(f"env:{name}", operation, name)
-
-    def __getitem__(self, name: str) -> str:
-        self._check(name, "read an environment variable")
-        return os.environ[name]
-
-    def __setitem__(self, name: str, value: str) -> None:
-        self._check(name, "set an environment variable")
-        os.environ[name] = value
-
-    def __delitem__(self, name: str) -> None:
-        self._check(name, "unset an environment variable")
-        del os.environ[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter([n for n in os.environ if self._guard.grants.allows_env(n)])
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def copy(self) -> dict[str, str]:
-        return dict(self)
-
-
-class _GatedOs(types.ModuleType):
-    """The ``os`` module as a plugin sees it: environment reads are checked."""
-
-    def __init__(self, guard: Guard) -> None:
-        super().__init__("os", os.__doc__)
-        self.__dict__["environ"] = _GatedEnviron(guard)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "getenv":
-            environ = self.__dict__["environ"]
-
-            def getenv(key: str, default: str | None = None) -> str | None:
-                return environ.get(key, default)  # type: ignore[no-any-return]
-
-            return getenv
-        if name in ("environb", "getenvb"):
-            raise self.__dict__["environ"]._guard.deny("env", f"os.{name}")
-        return getattr(os, name)
