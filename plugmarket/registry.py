@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from plugmarket._internal.fetch import Progress
+
 __all__ = ["PluginDetails", "RegistryClient", "SearchHit", "StaleDataWarning"]
 
 _DETAILS_KEPT = 1024  # decoded detail files kept in memory
@@ -280,8 +282,15 @@ class RegistryClient:
         """
         return sorted(self.details(plugin_id).versions, key=lambda v: v.version, reverse=True)
 
-    def fetch_artifact(self, plugin_id: str, version: str) -> bytes:
+    def fetch_artifact(
+        self, plugin_id: str, version: str, *, progress: Progress | None = None
+    ) -> bytes:
         """Download a version's artifact, capped by size and time, checked against its pins.
+
+        Args:
+            plugin_id: The plugin.
+            version: The version whose artifact to fetch.
+            progress: Called as ``progress(received, total)`` while it downloads.
 
         Returns:
             The artifact's bytes, whose size and sha256 are those the signed
@@ -328,6 +337,7 @@ class RegistryClient:
             allowed=allowed,
             size=pin.size,
             sha256=pin.sha256,
+            progress=progress,
         )
 
     def close(self) -> None:

@@ -28,3 +28,20 @@ def test_asks_for_uncompressed_bytes_even_through_a_given_client(
     assert got.body == b"abc" * 100
     sent: dict[str, Any] = server.requests[-1][2]
     assert {k.lower(): v for k, v in sent.items()}["accept-encoding"] == "identity"
+
+
+def test_progress_is_reported_as_the_body_streams(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    body = bytes(range(256)) * 1024
+    (tmp_path / "big.bin").write_bytes(body)
+    server = http_server(tmp_path)
+    seen: list[tuple[int, int | None]] = []
+    fetch(
+        server.url("big.bin"),
+        max_bytes=len(body),
+        expected_size=len(body),
+        progress=lambda got, total: seen.append((got, total)),
+    )
+    assert seen and seen[-1] == (len(body), len(body))
+    assert [got for got, _ in seen] == sorted(got for got, _ in seen)

@@ -21,7 +21,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +31,10 @@ from plugmarket.errors import IntegrityError, PlugmarketError, SourceError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Fetched", "fetch", "make_client", "origin_allowed", "origin_of"]
+__all__ = ["Fetched", "Progress", "fetch", "make_client", "origin_allowed", "origin_of"]
+
+#: ``progress(received_bytes, total_bytes_or_None)``, called as a download streams.
+Progress = Callable[[int, int | None], None]
 
 _MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -114,6 +117,7 @@ def fetch(
     expected_size: int | None = None,
     expected_sha256: str | None = None,
     error: type[PlugmarketError] = SourceError,
+    progress: Progress | None = None,
 ) -> Fetched:
     """GET ``url`` (http, https, file, or a plain path) under plugmarket's bounds.
 
@@ -128,6 +132,8 @@ def fetch(
         expected_size: If pinned, the body must be exactly this long.
         expected_sha256: If pinned, the body's sha256 must match.
         error: The error class for transport failures.
+        progress: Called as ``progress(received, total)`` while the body streams
+            (``total`` is the pinned or declared size, or None).
 
     Returns:
         The final URL, status (200, or 304 for a conditional request) and body.
@@ -155,6 +161,8 @@ def fetch(
             allowed=allowed_origins,
             headers=headers or {},
             error=error,
+            progress=progress,
+            total=expected_size,
         )
     else:
         raise error(
@@ -226,6 +234,8 @@ def _fetch_http(
     allowed: tuple[str, ...],
     headers: Mapping[str, str],
     error: type[PlugmarketError],
+    progress: Progress | None = None,
+    total: int | None = None,
 ) -> Fetched:
     import httpx
 
@@ -261,6 +271,8 @@ def _fetch_http(
                         raise _too_big(url, cap)
                     chunks: list[bytes] = []
                     size = 0
+                    if total is None and declared is not None and declared.isdigit():
+                        total = int(declared)
                     # No chunk size: each network read is seen as it arrives, so the
                     # deadline is checked while a server trickles (httpx would otherwise
                     # wait until 64 KiB had accumulated).
@@ -274,6 +286,8 @@ def _fetch_http(
                                 hint="The server is too slow or trickling data; try later.",
                             )
                         chunks.append(chunk)
+                        if progress is not None:
+                            progress(size, total)
                     return Fetched(str(r.url), 200, b"".join(chunks), _lower(r.headers))
             except httpx.TimeoutException as exc:
                 raise error(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from plugmarket._internal.fetch import Fetched, fetch
+from plugmarket._internal.fetch import Fetched, Progress, fetch
 from plugmarket._internal.http_cache import CacheEntry
 from plugmarket._internal.registry_format import INDEX_FILE, SIGNATURE_FILE, Index, format_time
 from plugmarket._internal.registry_source import Source
@@ -304,6 +304,7 @@ class RegistryState:
         allowed: tuple[str, ...],
         size: int,
         sha256: str,
+        progress: Progress | None = None,
     ) -> bytes:
         """Fetch a pinned file (detail or artifact), bounded and checked against its pin.
 
@@ -322,6 +323,7 @@ class RegistryState:
                 expected_size=size,
                 expected_sha256=sha256,
                 error=RegistryError,
+                progress=progress,
             ).body
         except IntegrityError as exc:
             raise labelled(exc, self.source, file) from exc
