@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install plugmarket with everything its tests need.
+# Create .venv (once) and install plugmarket with everything its tests and benchmarks need.
 # Idempotent: a second run only re-installs the project itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,bench]"
