@@ -427,10 +427,8 @@ def explain(
             for req, parent in pairs
             if req.origin != INSTALLED
         ]
-    message = "; ".join(sentences)
-    return ResolutionError(
-        message[:1].upper() + message[1:], conflicts=conflicts, hint=" ".join(hints)
-    )
+    # Sentences start with a plugin id or "you": lower case, as ids are.
+    return ResolutionError("; ".join(sentences), conflicts=conflicts, hint=" ".join(hints))
 
 
 def _sentence(
