@@ -53,6 +53,7 @@ _DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclasses.fields(Settings) if f.default is not dataclasses.MISSING
 }
 _REGISTRY_KEYS = {"url": str, "name": str, "trusted_keys": list, "priority": int}
+_KIND_NAMES = {str: "text", list: "list of keys", int: "whole number"}
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
@@ -164,7 +165,9 @@ class Plugmarket(Configurable):
             _check_registry_url(where, entry.get("url"))
             for key, kind in _REGISTRY_KEYS.items():
                 if key in entry and key != "url" and type(entry[key]) is not kind:
-                    raise TraitError(f"{where}.{key} is {entry[key]!r}; expected a {kind.__name__}")
+                    raise TraitError(
+                        f"{where}.{key} is {entry[key]!r}; expected a {_KIND_NAMES[kind]}"
+                    )
             for j, key in enumerate(entry.get("trusted_keys", [])):
                 if not isinstance(key, str) or not key.strip() or _CONTROL.search(key):
                     raise TraitError(
