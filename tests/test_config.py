@@ -214,7 +214,7 @@ def test_invalid_setting_is_refused_naming_it(
 
 def test_invalid_setting_is_refused_when_set_at_run_time() -> None:
     configurable = Plugmarket()
-    with pytest.raises(TraitError, match="Plugmarket.isolation"):
+    with pytest.raises(TraitError, match=r"Plugmarket\.isolation"):
         configurable.isolation = "container"
     assert configurable.isolation == "inprocess"
 
