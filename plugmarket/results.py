@@ -408,7 +408,7 @@ class ReviewList(list[Review]):
         if self.average is None:
             return f"{self.plugin_id}: no reviews yet"
         return (
-            f"{self.plugin_id}: {stars(round(self.average))} {self.average:.1f} "
+            f"{self.plugin_id}: {stars(int(self.average + 0.5))} {self.average:.1f} "
             f"from {len(self)} review(s)"
         )
 

@@ -168,7 +168,7 @@ def decode_lock(data: bytes, *, path: str) -> LockSpec:
             step="read lockfile",
             hint=_HINT,
         ) from exc
-    obj = _keys(path, "the lockfile", obj, _TOP, _TOP_OPTIONAL)
+    obj = _keys(path, "", obj, _TOP, _TOP_OPTIONAL)
     if obj["format"] != LOCK_FORMAT:
         if type(obj["format"]) is int and obj["format"] > LOCK_FORMAT:
             raise InstallError(
@@ -233,12 +233,14 @@ def _keys(
     path: str, where: str, value: object, required: frozenset[str], optional: frozenset[str]
 ) -> dict[str, Any]:
     if type(value) is not dict:
-        _fail(path, where, f"a {type(value).__name__}", "an object", described=True)
+        whole = where or "the lockfile"
+        _fail(path, whole, f"a {type(value).__name__}", "an object", described=True)
+    prefix = f"{where}: " if where else ""
     missing = required - value.keys()
     if missing:
         _fail(
             path,
-            f"{where}: field {min(missing)!r}",
+            f"{prefix}field {min(missing)!r}",
             "missing",
             f"the fields {', '.join(sorted(required))}",
             described=True,
@@ -247,7 +249,7 @@ def _keys(
     if unknown:
         _fail(
             path,
-            f"{where}: field {min(unknown)!r}",
+            f"{prefix}field {min(unknown)!r}",
             "not a lockfile field",
             f"only {', '.join(sorted(required | optional))}",
             described=True,

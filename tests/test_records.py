@@ -1,0 +1,451 @@
+"""The audit log and the statistics: real files in a tmp home, real concurrent processes,
+and the damage a crash or a hand edit leaves behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from plugmarket import loader
+from plugmarket._internal.records import AuditLog, Stats
+from plugmarket.errors import CapabilityDenied, PlugmarketError
+from plugmarket.host import PlainHost
+from plugmarket.loader import load, unload
+from plugmarket.results import AuditEntries, AuditEntry, PluginChange, PluginStats, StatsTable
+from plugmarket.settings import Settings
+from plugmarket.sources import Source
+from tests.support.plugins import write_plugin
+
+WORKERS = 4
+EACH = 50
+
+
+def run_together(script: str, argv: Sequence[Sequence[str]]) -> None:
+    """Run one process per argv, all released at once: each prints 'ready' and waits on
+    stdin; the test writes to every stdin only when all are ready (a real barrier)."""
+    prelude = "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                subprocess.Popen(
+                    [sys.executable, "-c", prelude + textwrap.dedent(script), *args],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            for args in argv
+        ]
+        try:
+            for p in procs:
+                assert p.stdout is not None
+                assert p.stdout.readline().strip() == "ready"
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write("go\n")
+                p.stdin.flush()
+            for p in procs:
+                _, err = p.communicate(timeout=90)
+                assert p.returncode == 0, err
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+
+
+# --- audit log: writing and reading ------------------------------------------------------
+
+
+def test_entries_read_back_newest_first_with_every_field(home: Path) -> None:
+    log = AuditLog(home)
+    log.append(
+        AuditLog.entry(
+            "install",
+            "csv-preview",
+            surface="cli",
+            plugins=[
+                PluginChange("csv-preview", "", "1.0.0", ("display",)),
+                PluginChange("table-kit", "", "2.1.0"),
+            ],
+            generation=3,
+        )
+    )
+    log.append(
+        AuditEntry(
+            operation="update",
+            surface="magic",
+            subject="csv-preview",
+            plugins=(PluginChange("csv-preview", "1.0.0", "1.1.0", ("display",)),),
+            result="error: the new version raised in activate",
+        )
+    )
+    entries = log.read()
+    assert [e.operation for e in entries] == ["update", "install"]
+    update, install = entries
+    assert install.plugins == (
+        PluginChange("csv-preview", "", "1.0.0", ("display",)),
+        PluginChange("table-kit", "", "2.1.0"),
+    )
+    assert install.ok and install.generation == 3 and install.surface == "cli"
+    assert not update.ok and update.result.startswith("error: ")
+    assert update.plugins[0].old_version == "1.0.0"
+    assert update.time.tzinfo is not None and update.time.utcoffset().total_seconds() == 0
+    import getpass
+    import os
+    import socket
+
+    assert (install.user, install.pid, install.host) == (
+        getpass.getuser(),
+        os.getpid(),
+        socket.gethostname(),
+    )
+    assert entries.notes == ()
+
+
+def test_log_lines_are_json_with_the_documented_fields(home: Path) -> None:
+    AuditLog(home).append(AuditLog.entry("rate", "todo", note="4 stars"))
+    (line,) = (home / "audit.log").read_bytes().splitlines()
+    obj = json.loads(line)
+    assert set(obj) == {
+        "v",
+        "time",
+        "user",
+        "pid",
+        "host",
+        "surface",
+        "operation",
+        "subject",
+        "plugins",
+        "result",
+        "denial",
+        "generation",
+        "note",
+    }
+    assert obj["result"] == "ok" and obj["note"] == "4 stars"
+    assert datetime.fromisoformat(obj["time"]).tzinfo is not None
+
+
+def test_limit_counts_entries_and_none_reads_all(home: Path) -> None:
+    log = AuditLog(home)
+    for i in range(5):
+        log.append(AuditLog.entry("enable", f"p{i}"))
+    assert [e.subject for e in log.read(2)] == ["p4", "p3"]
+    assert len(log.read(None)) == 5
+    assert log.read(0) == []
+    with pytest.raises(PlugmarketError, match="audit limit -1"):
+        log.read(-1)
+
+
+def test_reading_a_long_log_crosses_block_boundaries(home: Path) -> None:
+    log = AuditLog(home)
+    for i in range(700):
+        log.append(AuditLog.entry("grant", f"plugin-{i}", note="x" * 100))
+    assert (home / "audit.log").stat().st_size > 3 * 64 * 1024
+    every = log.read(None)
+    assert [e.subject for e in every] == [f"plugin-{i}" for i in reversed(range(700))]
+    assert [e.subject for e in log.read(3)] == ["plugin-699", "plugin-698", "plugin-697"]
+
+
+def test_empty_or_missing_log_reads_as_nothing(home: Path) -> None:
+    entries = AuditLog(home / "not-yet").read()
+    assert isinstance(entries, AuditEntries) and entries == []
+    assert repr(entries) == "(the audit log is empty)"
+
+
+def test_unknown_surface_is_refused() -> None:
+    with pytest.raises(PlugmarketError, match="surface 'gui'"):
+        AuditEntry(operation="install", surface="gui")
+
+
+def test_unwritable_home_is_a_plugmarket_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where the home folder should be")
+    with pytest.raises(PlugmarketError, match="cannot lock"):
+        AuditLog(home).append(AuditLog.entry("install", "x"))
+
+
+# --- audit log: capability denials --------------------------------------------------------
+
+
+@pytest.fixture
+def _unload_all() -> Iterator[None]:
+    yield
+    for plugin in list(loader.loaded().values()):
+        unload(plugin)
+
+
+@pytest.mark.usefixtures("_unload_all")
+def test_denials_from_a_real_plugin_are_logged(tmp_path: Path, home: Path) -> None:
+    pkg = write_plugin(
+        tmp_path, "snoop", "def attempt():\n    return open('/etc/hostname').read()\n"
+    )
+    log = AuditLog(home)
+    plugin = load(
+        Source.local(pkg), settings=Settings(home=home), host=PlainHost(), audit=log.sink("magic")
+    )
+    with pytest.raises(CapabilityDenied):
+        plugin.module.attempt()
+    (entry,) = log.read()
+    assert entry.operation == "denied" and entry.surface == "magic"
+    assert entry.denial is not None
+    assert (entry.denial.plugin_id, entry.denial.operation, entry.denial.target) == (
+        "snoop",
+        "open",
+        "/etc/hostname",
+    )
+    assert entry.denial.capability == "fs.read:/etc/hostname"
+    assert entry.result.startswith("error: plugin 'snoop' was denied open")
+
+
+def test_denial_is_never_lost_to_an_unwritable_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    denied = CapabilityDenied(plugin_id="p", capability="net", operation="connect", target="x:80")
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        entry = AuditLog(home).denial(denied, surface="api")
+    assert entry.denial is not None and entry.denial.capability == "net"
+    assert "could not record a capability denial" in caplog.text
+
+
+# --- audit log: damage ---------------------------------------------------------------------
+
+
+def test_half_written_last_line_is_skipped_and_never_glued_to_the_next(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = AuditLog(home)
+    log.append(AuditLog.entry("install", "first"))
+    whole = (home / "audit.log").read_bytes()
+    with open(home / "audit.log", "ab") as f:
+        f.write(whole[: len(whole) // 2])  # a crash in the middle of the next append
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        entries = log.read()
+    assert [e.subject for e in entries] == ["first"]
+    assert entries.notes == ("skipped the unfinished last line (a write in progress or cut short)",)
+    assert "unfinished last line" in caplog.text
+
+    log.append(AuditLog.entry("install", "second"))
+    entries = log.read()
+    assert [e.subject for e in entries] == ["second", "first"]
+    assert entries.notes == ("skipped 1 damaged line(s) (cut short by a crash?)",)
+    assert "note: skipped 1 damaged line(s)" in repr(entries)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not json at all",
+        b"\xff\xfe\x00 invalid utf-8",
+        b'{"v": 1, "operation": "install"}',  # JSON of the wrong shape
+        b'{"v": 2, "future": true}',  # a newer format
+        b"[1, 2, 3]",
+        b'{"v": 1, "v": 1}',  # repeated key
+        b"[" * 100_000,  # nested deep enough to break a naive parser
+    ],
+)
+def test_damaged_lines_in_the_middle_are_skipped(home: Path, garbage: bytes) -> None:
+    log = AuditLog(home)
+    log.append(AuditLog.entry("install", "before"))
+    with open(home / "audit.log", "ab") as f:
+        f.write(garbage + b"\n")
+    log.append(AuditLog.entry("install", "after"))
+    entries = log.read()
+    assert [e.subject for e in entries] == ["after", "before"]
+    assert len(entries.notes) == 1 and "1 damaged line" in entries.notes[0]
+
+
+# --- audit log: several processes ----------------------------------------------------------
+
+APPENDER = """
+from plugmarket._internal.records import AuditLog
+home, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+log = AuditLog(home)
+for i in range(count):
+    log.append(AuditLog.entry("install", f"plugin-{worker}", note=f"{worker}:{i}" + "x" * 500))
+"""
+
+
+def test_concurrent_appends_lose_and_interleave_nothing(home: Path) -> None:
+    run_together(APPENDER, [(str(home), str(w), str(EACH)) for w in range(WORKERS)])
+    raw = (home / "audit.log").read_bytes()
+    assert raw.endswith(b"\n")
+    lines = raw.split(b"\n")[:-1]
+    assert len(lines) == WORKERS * EACH
+    notes = [json.loads(line)["note"].rstrip("x") for line in lines]  # every line intact
+    assert sorted(notes) == sorted(f"{w}:{i}" for w in range(WORKERS) for i in range(EACH))
+    for w in range(WORKERS):  # each process's own lines stay in its order
+        mine = [n for n in notes if n.startswith(f"{w}:")]
+        assert mine == [f"{w}:{i}" for i in range(EACH)]
+    entries = AuditLog(home).read(None)
+    assert len(entries) == WORKERS * EACH and entries.notes == ()
+    assert len({e.pid for e in entries}) == WORKERS
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def test_events_are_counted_and_timed(home: Path) -> None:
+    stats = Stats(home)
+    stats.record("csv-preview", "install", seconds=0.5)
+    stats.record("csv-preview", "load", seconds=0.004)
+    stats.record("csv-preview", "load", seconds=0.002)
+    stats.record("csv-preview", "load")
+    stats.record("csv-preview", "update")
+    after = stats.record("todo", "uninstall")
+    assert after == PluginStats("todo", uninstalls=1, last_used=after.last_used) and isinstance(
+        after.last_used, datetime
+    )
+
+    got = stats.get("csv-preview")
+    assert (got.installs, got.updates, got.uninstalls, got.loads) == (1, 1, 0, 3)
+    timing = got.load_time
+    assert (timing.count, timing.last, timing.best) == (2, 0.002, 0.002)
+    assert timing.total == pytest.approx(0.006) and timing.mean == pytest.approx(0.003)
+    assert got.times["install"].count == 1
+    assert "3 load(s)" in repr(got) and "mean 3.0 ms" in repr(got)
+
+    table = stats.get()
+    assert isinstance(table, StatsTable) and sorted(table) == ["csv-preview", "todo"]
+    assert stats.get("never-seen") == PluginStats("never-seen")
+
+
+def test_stats_survive_a_new_process_reading_them(home: Path) -> None:
+    Stats(home).record("units", "load", seconds=0.01)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from plugmarket._internal.records import Stats; "
+            "s = Stats(sys.argv[1]).get('units'); print(s.loads, s.load_time.best)",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["1", "0.01"]
+
+
+@pytest.mark.parametrize(
+    ("plugin_id", "event", "seconds", "message"),
+    [
+        ("ok", "explode", None, "event 'explode'"),
+        ("ok", "load", -1.0, "-1.0 is not a number of seconds"),
+        ("ok", "load", float("nan"), "nan is not a number"),
+        ("ok", "load", "fast", "'fast' is not a number"),
+        ("../../etc", "load", None, "not a valid plugin id"),
+    ],
+)
+def test_invalid_events_are_refused(
+    home: Path, plugin_id: str, event: str, seconds: object, message: str
+) -> None:
+    with pytest.raises(PlugmarketError, match=message):
+        Stats(home).record(plugin_id, event, seconds)  # type: ignore[arg-type]
+    assert not (home / "stats.json").exists()
+
+
+STATS_WORKER = """
+from plugmarket._internal.records import Stats
+home, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+stats = Stats(home)
+for i in range(count):
+    stats.record("shared", "load", seconds=0.25)
+    stats.record(f"own-{worker}", "install")
+"""
+
+
+def test_concurrent_records_add_up_exactly(home: Path) -> None:
+    run_together(STATS_WORKER, [(str(home), str(w), str(EACH)) for w in range(WORKERS)])
+    stats = Stats(home)
+    shared = stats.get("shared")
+    assert shared.loads == WORKERS * EACH
+    assert shared.load_time.count == WORKERS * EACH
+    assert shared.load_time.total == 0.25 * WORKERS * EACH  # exact: quarters add exactly
+    for w in range(WORKERS):
+        assert stats.get(f"own-{w}").installs == EACH
+    assert not list(home.glob(".stats.json.tmp-*"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"",
+        b'{"format": 1, "plugins": {"a": {"installs": 3',  # cut short
+        b"\x00\x00\x00\x00",  # a power loss can leave zeros
+        b'{"format": 1, "plugins": {"a": {"installs": -3}}}',  # the wrong shape
+        b'{"format": 1, "plugins": {"../x": {}}}',
+        b'{"format": 99, "plugins": {}}',
+        b"[]",
+    ],
+)
+def test_damaged_stats_file_is_rebuilt_from_nothing(
+    home: Path, damage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = home / "stats.json"
+    path.write_bytes(damage)
+    stats = Stats(home)
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        assert stats.get() == {}
+        assert "is damaged" in caplog.text
+        after = stats.record("a", "install")
+    assert after.installs == 1
+    assert "started it again" in caplog.text
+    assert (home / "stats.json.damaged").read_bytes() == damage  # kept for a look
+    assert json.loads(path.read_bytes())["plugins"]["a"]["installs"] == 1
+
+
+def test_temp_file_a_crashed_writer_left_is_removed(home: Path) -> None:
+    leftover = home / ".stats.json.tmp-crashed"
+    leftover.write_text('{"half": ')
+    Stats(home).record("a", "load")
+    assert not leftover.exists()
+    assert Stats(home).get("a").loads == 1
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def test_audit_entries_render_as_text_and_escaped_html(home: Path) -> None:
+    log = AuditLog(home)
+    log.append(
+        AuditLog.entry(
+            "update",
+            "csv-preview",
+            plugins=[PluginChange("csv-preview", "0.9.0", "1.0.0")],
+            note="<script>alert(1)</script>",
+        )
+    )
+    entries = log.read()
+    text = repr(entries)
+    assert "update csv-preview 0.9.0 → 1.0.0" in text and text.endswith(": ok")
+    page = entries._repr_html_()
+    assert "<table>" in page and "&lt;script&gt;" in page and "<script>" not in page
+    assert entries[0]._repr_html_().count("<tr>") == 2
+
+
+def test_stats_render_as_text_and_html(home: Path) -> None:
+    Stats(home).record("units", "load", seconds=0.0123)
+    table = Stats(home).get()
+    assert repr(table).startswith("units: 0 install(s)") and "mean 12.3 ms" in repr(table)
+    assert "<td>units</td>" in table._repr_html_()
+    assert "<td>units</td>" in table["units"]._repr_html_()
+    assert repr(StatsTable()) == "(no statistics yet)"
+
+
+def test_entry_time_is_utc(home: Path) -> None:
+    AuditLog(home).append(AuditLog.entry("disable", "x"))
+    (entry,) = AuditLog(home).read()
+    assert entry.time.tzinfo is not None
+    assert entry.time.astimezone(UTC) <= datetime.now(UTC)
