@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from plugmarket.settings import Settings
 
-__all__ = ["PluginFiles", "Source"]
+__all__ = ["PluginFiles", "Source", "unpack_artifact"]
 
 _LITERAL = re.compile(r"^__plugin__\s*(:[^=]*)?=", re.M)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -353,9 +353,14 @@ def _code(src: Source, settings: Settings) -> PluginFiles:
 
 
 def _single_file(
-    data: bytes, name: str, manifest: Manifest, origin: str, settings: Settings
+    data: bytes,
+    name: str,
+    manifest: Manifest,
+    origin: str,
+    settings: Settings,
+    cache: Path | None = None,
 ) -> PluginFiles:
-    """Store one module in the cache, keyed by its name and bytes."""
+    """Store one module in the cache (or ``cache``), keyed by its name and bytes."""
     if len(data) > settings.max_plugin_size:
         raise SourceError(
             f"{origin}: the code is {len(data)} bytes, more than max_plugin_size "
@@ -367,19 +372,51 @@ def _single_file(
     def fill(tmp: Path) -> None:
         (tmp / name).write_bytes(data)
 
-    root, _ = cachedir.store_tree(_cache(settings), _tree_sha256([(name, data)]), fill)
+    folder = _cache(settings) if cache is None else cache
+    root, _ = cachedir.store_tree(folder, _tree_sha256([(name, data)]), fill)
     manifest = dataclasses.replace(manifest, path=str(root / name))
     return PluginFiles(root, name[:-3], manifest, hashlib.sha256(data).hexdigest(), origin)
 
 
-def _artifact(data: bytes, name: str, where: str, origin: str, settings: Settings) -> PluginFiles:
+def unpack_artifact(
+    data: bytes, name: str, folder: Path, settings: Settings, *, where: str = "", origin: str = ""
+) -> PluginFiles:
+    """Check an artifact's bytes and unpack them into a new entry under ``folder``.
+
+    The same archive checks and manifest rules as :meth:`Source.materialize`
+    apply; the installer's store uses this for artifacts it has already
+    verified by hash. The entry is ``folder/<key>/``, written atomically.
+
+    Args:
+        data: The artifact's bytes.
+        name: Its file name; the suffix (``.py``, ``.zip``, ``.whl``) decides how it is read.
+        folder: The content-addressed folder that receives the entry.
+        settings: The caps on unpacked size and entry count.
+        where: Where the artifact came from, for messages (default: ``name``).
+        origin: Recorded as :attr:`PluginFiles.origin` (default: ``where``).
+
+    Returns:
+        The unpacked plugin, its root inside ``folder``.
+
+    Raises:
+        SourceError: the name has no known suffix, or the folder cannot be written.
+        ArchiveError: the archive was refused (nothing was written).
+        ManifestError: the manifest is missing or invalid.
+    """
+    where = where or name
+    return _artifact(data, name, where, origin or where, settings, cache=folder)
+
+
+def _artifact(
+    data: bytes, name: str, where: str, origin: str, settings: Settings, cache: Path | None = None
+) -> PluginFiles:
     """A downloaded or local ``.py``, ``.zip`` or ``.whl``, by its file name."""
     if name.endswith(".py"):
         module = _module_name(name[:-3], where)
         manifest = read_manifest_text(_utf8(data, where), path=where, toml=False)
-        return _single_file(data, f"{module}.py", manifest, origin, settings)
+        return _single_file(data, f"{module}.py", manifest, origin, settings, cache)
     if name.endswith(_ARCHIVES):
-        return _unpack_archive(data, name, where, origin, settings)
+        return _unpack_archive(data, name, where, origin, settings, cache)
     raise SourceError(
         f"{where}: the file name {name!r} does not end in .py, .zip or .whl",
         source=where,
@@ -391,7 +428,7 @@ def _artifact(data: bytes, name: str, where: str, origin: str, settings: Setting
 
 
 def _unpack_archive(
-    data: bytes, name: str, where: str, origin: str, settings: Settings
+    data: bytes, name: str, where: str, origin: str, settings: Settings, cache: Path | None = None
 ) -> PluginFiles:
     sha = hashlib.sha256(data).hexdigest()
     with archive.open_zip(data, source=where, max_entries=settings.max_archive_entries) as zf:
@@ -407,7 +444,8 @@ def _unpack_archive(
         def fill(tmp: Path) -> None:
             archive.unpack(zf, listing, tmp, max_unpacked=settings.max_unpacked_size, prefix=prefix)
 
-        root, _ = cachedir.store_tree(_cache(settings), sha, fill)
+        folder = _cache(settings) if cache is None else cache
+        root, _ = cachedir.store_tree(folder, sha, fill)
     manifest = dataclasses.replace(manifest, path=str(root / (prefix + member)))
     return PluginFiles(root, top, manifest, sha, origin)
 

@@ -1,0 +1,202 @@
+"""Generation files on disk: ``<home>/generations/<n>.json`` and ``<home>/current``.
+
+``current`` holds the number of the current generation as text; a home with
+no ``current`` is on generation 0, the empty set. Each generation file is
+:func:`~plugmarket._internal.installed.encode_generation` of one generation.
+
+Invariants:
+
+- Every file here is written to a temporary file beside it (``.<name>.tmp``),
+  fsynced, and renamed over its final name, and the folder is fsynced after
+  the rename: a reader sees the old file or the new one, never a mix.
+  Temporary names are fixed, since only the lock holder writes.
+- A generation file is written before ``current`` names it, and is never
+  rewritten; history only grows, so the current generation is always the
+  newest. A generation file newer than ``current`` belongs to a transaction
+  that never switched, and recovery removes it.
+- Decoded generations are cached by (number, inode, mtime, size), so reading
+  the current generation again costs a ``stat`` or two.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from plugmarket._internal.installed import Generation, decode_generation, encode_generation
+from plugmarket._internal.store import fsync_dir
+from plugmarket.errors import InstallError
+
+__all__ = ["Generations", "write_atomic"]
+
+Fault = Callable[[str], None]
+
+
+def write_atomic(path: Path, data: bytes, *, fault: Fault | None = None, label: str = "") -> None:
+    """Write ``data`` to ``path`` through a fixed temporary name, fsync, rename, fsync the folder.
+
+    Args:
+        path: Where the file ends up.
+        data: Its complete contents.
+        fault: Called with ``"<label>-temp-written"`` between the write and the
+            rename (a fault-injection point).
+        label: The step's name for ``fault``.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    if fault is not None:
+        fault(f"{label}-temp-written")
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class Generations:
+    """The generation files and the ``current`` pointer of one home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.folder = home / "generations"
+        self.current_file = home / "current"
+        self._cache: dict[int, tuple[tuple[int, int, int], Generation]] = {}
+
+    def path(self, number: int) -> Path:
+        return self.folder / f"{number}.json"
+
+    def current_number(self) -> int:
+        """The number ``current`` holds (0 when the home has none).
+
+        Raises:
+            InstallError: ``current`` is unreadable or does not hold a number.
+        """
+        try:
+            text = self.current_file.read_bytes()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise _damaged(self.current_file, exc.strerror or str(exc)) from exc
+        try:
+            number = int(text.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _damaged(self.current_file, f"it holds {text[:40]!r}, not a number") from exc
+        if number < 0:
+            raise _damaged(self.current_file, f"it holds {number}, not a generation number")
+        return number
+
+    def marker(self) -> tuple[int, int]:
+        """(inode, mtime in ns) of ``current``: changes whenever the current generation does."""
+        try:
+            st = os.stat(self.current_file)
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_ino, st.st_mtime_ns)
+
+    def read(self, number: int) -> Generation:
+        """Generation ``number`` (0 without a file: the empty set).
+
+        Raises:
+            InstallError: the generation is not kept, or its file is damaged.
+        """
+        path = self.path(number)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if number == 0:
+                return Generation(0)
+            raise InstallError(
+                f"generation {number} is not kept in {self.folder}",
+                step="read generation",
+                hint="See the kept generations with `plugmarket generations`.",
+            ) from None
+        except OSError as exc:
+            raise _damaged(path, exc.strerror or str(exc)) from exc
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        known = self._cache.get(number)
+        if known is not None and known[0] == key:
+            return known[1]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _damaged(path, exc.strerror or str(exc)) from exc
+        generation = decode_generation(data, path=str(path))
+        if generation.number != number:
+            raise _damaged(path, f"it says it is generation {generation.number}")
+        self._cache[number] = (key, generation)
+        return generation
+
+    def numbers(self) -> list[int]:
+        """The numbers of every generation file, ascending."""
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+        return sorted(int(n[:-5]) for n in names if _is_generation_name(n))
+
+    def debris(self) -> list[Path]:
+        """Temporary files and anything else in the folder that is not a generation file."""
+        found = []
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            names = []
+        found += [self.folder / n for n in sorted(names) if not _is_generation_name(n)]
+        tmp = self.current_file.with_name(f".{self.current_file.name}.tmp")
+        if tmp.exists():
+            found.append(tmp)
+        return found
+
+    def write(self, generation: Generation, *, fault: Fault | None = None) -> None:
+        """Write a generation's file (atomic, durable).
+
+        Raises:
+            OSError: the folder cannot be written.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            self.path(generation.number),
+            encode_generation(generation),
+            fault=fault,
+            label="generation",
+        )
+
+    def switch(self, number: int, *, fault: Fault | None = None) -> None:
+        """Make ``number`` the current generation (atomic, durable).
+
+        Raises:
+            OSError: the home cannot be written.
+        """
+        write_atomic(self.current_file, f"{number}\n".encode(), fault=fault, label="current")
+
+    def remove(self, number: int) -> bool:
+        """Delete a generation's file; returns whether there was one."""
+        self._cache.pop(number, None)
+        try:
+            self.path(number).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _is_generation_name(name: str) -> bool:
+    stem, dot, ext = name.partition(".")
+    return (
+        ext == "json"
+        and dot == "."
+        and stem.isdigit()
+        and stem.isascii()
+        and stem == str(int(stem))
+    )
+
+
+def _damaged(path: Path, what: str) -> InstallError:
+    return InstallError(
+        f"{path} is damaged: {what}",
+        step="read generation",
+        hint="Run `plugmarket check --repair` to point the home at its newest sound generation.",
+    )
