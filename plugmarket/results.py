@@ -1,4 +1,4 @@
-"""Result types for the records: audit entries, statistics and reviews.
+"""Result types: audit entries, statistics, reviews, search results and the installed set.
 
 Every surface shows the same objects: ``repr`` is readable text for a
 terminal, ``_repr_html_`` an HTML table for a notebook (text escaped,
@@ -21,9 +21,13 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugmarket.errors import PlugmarketError
+
+if TYPE_CHECKING:
+    from plugmarket._internal.installed import InstalledPlugin
+    from plugmarket.registry import SearchHit
 
 __all__ = [
     "STAT_EVENTS",
@@ -31,10 +35,12 @@ __all__ = [
     "AuditEntries",
     "AuditEntry",
     "Denial",
+    "InstalledList",
     "PluginChange",
     "PluginStats",
     "Review",
     "ReviewList",
+    "SearchResults",
     "StatsTable",
     "Timing",
     "current_user",
@@ -424,3 +430,73 @@ class ReviewList(list[Review]):
             "<table>", '<table style="white-space:pre-wrap">', 1
         )
         return f"<p><b>{html.escape(self._summary())}</b></p>{table}"
+
+
+# --- search results and the installed set ---------------------------------------------
+
+
+class SearchResults(list["SearchHit"]):
+    """Plugins a search found, best first."""
+
+    def __init__(self, hits: Iterable[SearchHit] = (), *, query: str = "") -> None:
+        super().__init__(hits)
+        self.query = query
+
+    def _cells(self) -> list[tuple[str, ...]]:
+        return [
+            (
+                h.id,
+                h.version or "-",
+                stars(int(h.rating + 0.5)) if h.rating is not None else "",
+                h.summary,
+                ", ".join(h.capabilities),
+                h.registry,
+            )
+            for h in self
+        ]
+
+    def __repr__(self) -> str:
+        if not self:
+            return f"no plugins match {self.query!r}" if self.query else "no plugins found"
+        return "\n".join(
+            "  ".join(part for part in (f"{pid} {version}", rating, summary, f"[{reg}]") if part)
+            for pid, version, rating, summary, _, reg in self._cells()
+        )
+
+    def _repr_html_(self) -> str:
+        headers = ("plugin", "version", "rating", "summary", "capabilities", "registry")
+        return _table(headers, self._cells())
+
+
+class InstalledList(list["InstalledPlugin"]):
+    """The plugins of one generation, by id."""
+
+    def __init__(self, plugins: Iterable[InstalledPlugin] = (), *, generation: int = 0) -> None:
+        super().__init__(sorted(plugins, key=lambda p: p.id))
+        self.generation = generation
+
+    def _cells(self) -> list[tuple[str, ...]]:
+        return [
+            (
+                p.id,
+                p.version,
+                "enabled" if p.enabled else "disabled",
+                ", ".join(p.grants),
+                "" if p.explicit else "dependency",
+            )
+            for p in self
+        ]
+
+    def __repr__(self) -> str:
+        head = f"generation {self.generation}: {len(self)} plugin(s)"
+        rows = [
+            f"  {pid} {version} ({state}{', ' + why if why else ''})"
+            + (f" [{grants}]" if grants else "")
+            for pid, version, state, grants, why in self._cells()
+        ]
+        return "\n".join([head, *rows])
+
+    def _repr_html_(self) -> str:
+        headers = ("plugin", "version", "state", "grants", "why")
+        caption = f"<p><b>generation {self.generation}</b></p>"
+        return caption + _table(headers, self._cells())
