@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from plugmarket._internal.installed import Generation, decode_generation, encode_generation
 from plugmarket._internal.store import fsync_dir
 from plugmarket.errors import InstallError
 
-__all__ = ["Generations", "write_atomic"]
+__all__ = ["EMPTY", "Generations", "write_atomic"]
 
 Fault = Callable[[str], None]
+
+#: Generation 0: the empty set of a home where nothing was installed yet.
+EMPTY = Generation(0, created=datetime.fromtimestamp(0, UTC))
 
 
 def write_atomic(path: Path, data: bytes, *, fault: Fault | None = None, label: str = "") -> None:
@@ -108,7 +112,7 @@ class Generations:
             st = os.stat(path)
         except FileNotFoundError:
             if number == 0:
-                return Generation(0)
+                return EMPTY
             raise InstallError(
                 f"generation {number} is not kept in {self.folder}",
                 step="read generation",

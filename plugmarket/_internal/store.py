@@ -205,7 +205,7 @@ class Store:
                 out.write(body)
                 out.flush()
                 os.fsync(out.fileno())
-            _sync_tree(tmp)
+            _sync_tree(tmp, files=not name.endswith((".zip", ".whl")))
             if before_rename is not None:
                 before_rename()
 
@@ -355,10 +355,11 @@ def _walk(folder: Path) -> Iterator[tuple[str, str]]:
     return iter(entries)
 
 
-def _sync_tree(folder: Path) -> None:
-    """fsync every file and folder under ``folder`` (entries must survive a power cut)."""
+def _sync_tree(folder: Path, *, files: bool) -> None:
+    """fsync every folder under ``folder``, and its files if ``files`` (entries must
+    survive a power cut; the archive unpacker already syncs the files it writes)."""
     for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
+        for name in filenames if files else ():
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
             try:
                 os.fsync(fd)
