@@ -299,18 +299,21 @@ class Installer:
         Raises:
             InstallError: the lock cannot be had.
         """
-        with self._transaction("check"):
-            return recovery.check(self.home, self.store, self.gens, self.keep, repair=repair)
+        with self._transaction("check", recover=False):
+            report = recovery.check(self.home, self.store, self.gens, self.keep, repair=repair)
+            if repair and not journal.pending(self.home):
+                self.recovery_error = None
+            return report
 
     # --- the machinery ---------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, operation: str) -> Iterator[Faults]:
+    def _transaction(self, operation: str, *, recover: bool = True) -> Iterator[Faults]:
         faults = Faults(self._fault_spec)
         try:
             with self.lock.hold(operation):
                 faults("lock-acquired")
-                if journal.pending(self.home):
+                if recover and journal.pending(self.home):
                     self.recovered = self._recover(faults)
                     self.recovery_error = None
                 yield faults

@@ -325,6 +325,50 @@ def test_a_damaged_journal_is_recovered_by_what_current_says(
     assert again.check().problems == ()
 
 
+def test_check_repair_drops_a_damaged_old_generation_then_finishes_the_journal(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="1")
+    inst.apply(Plan("install", (arts["gamma-1"].add(),)), fetch, reason="2")
+    inst.gens.path(1).write_text("{damaged")
+    journal.write(home, journal.Journal.begin("gc", 2, 2), durable=True)
+    reopened = _installer(home)
+    assert reopened.recovery_error is not None  # what generation 1 references is unknown
+    with pytest.raises(InstallError, match="damaged"):
+        reopened.gc()
+    report = reopened.check(repair=True)
+    assert [(p.kind, p.repaired) for p in report.problems] == [
+        ("journal", True),
+        ("generation", True),
+    ]
+    assert report.ok and reopened.check().problems == ()
+    assert [g.number for g in reopened.generations()] == [2]
+    assert reopened.store.names() == sorted([arts["alpha-1"].sha256, arts["gamma-1"].sha256])
+
+
+def test_an_entry_collected_by_another_process_is_fetched_again(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    kernel = _installer(home)
+    first = kernel.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="1")
+    kernel.files(first.plugins["alpha"])  # the kernel has read (and cached) the entry
+    terminal = _installer(home, keep=2)
+    terminal.apply(Plan("uninstall", (remove("alpha", "1.0"),)), fetch, reason="2")
+    terminal.apply(Plan("install", (arts["gamma-1"].add(),)), fetch, reason="3")
+    assert not terminal.store.has(arts["alpha-1"].sha256)
+    fetched: list[str] = []
+
+    def counting(item: PlanItem) -> bytes:
+        fetched.append(item.id)
+        return fetch(item)
+
+    again = kernel.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="4")
+    assert fetched == ["alpha"]
+    assert kernel.files(again.plugins["alpha"]).root.is_dir()
+    assert kernel.check().problems == ()
+
+
 def test_two_threads_take_turns_and_lose_no_update(
     home: Path, arts: dict[str, Artifact], tmp_path: Path
 ) -> None:

@@ -170,20 +170,18 @@ def referenced_entries(gens: Generations) -> set[str]:
 def check(home: Path, store: Store, gens: Generations, keep: int, *, repair: bool) -> CheckReport:
     """Verify a home (under its lock); see :meth:`plugmarket.installer.Installer.check`."""
     found: list[CheckProblem] = []
+    interrupted = ""
     if journal.pending(home):
         try:
             entry = journal.read(home)
-            what = "one that had not begun" if entry is None else entry.describe()
+            interrupted = "one that had not begun" if entry is None else entry.describe()
         except (OSError, ValueError, KeyError) as exc:
-            what = f"its journal is damaged ({exc})"
-        fixed = False
-        if repair:
-            try:
-                what = recover(home, store, gens, keep, Faults(""))
-                fixed = True
-            except (InstallError, OSError) as exc:
-                what += f"; it could not be recovered yet: {exc}"
-        found.append(CheckProblem("journal", journal.NAME, f"a transaction: {what}", fixed))
+            interrupted = f"its journal is damaged ({exc})"
+        if repair and _recovered(home, store, gens, keep):
+            found.append(
+                CheckProblem("journal", journal.NAME, f"a transaction: {interrupted}", True)
+            )
+            interrupted = ""
     current = _check_current(store, gens, repair, found)
     referenced: set[str] = set()
     users: dict[str, list[str]] = {}
@@ -202,8 +200,10 @@ def check(home: Path, store: Store, gens: Generations, keep: int, *, repair: boo
         try:
             generation = gens.read(number)
         except InstallError as exc:
-            readable = False
-            found.append(CheckProblem("generation", subject, exc.message))
+            # a damaged old generation cannot be rolled back to: dropping it loses nothing
+            fixed = repair and current is not None and number != current and gens.remove(number)
+            readable = readable and fixed
+            found.append(CheckProblem("generation", subject, exc.message, fixed))
             continue
         for plugin in generation.plugins.values():
             referenced.add(plugin.sha256)
@@ -230,7 +230,21 @@ def check(home: Path, store: Store, gens: Generations, keep: int, *, repair: boo
         rel = debris.relative_to(home).as_posix()
         message = "a leftover of an interrupted write or removal"
         found.append(CheckProblem("debris", rel, message, repair))
+    if interrupted:  # not recovered above: perhaps it can be now that the rest is repaired
+        fixed = repair and _recovered(home, store, gens, keep)
+        found.insert(
+            0, CheckProblem("journal", journal.NAME, f"a transaction: {interrupted}", fixed)
+        )
     return CheckReport(tuple(found))
+
+
+def _recovered(home: Path, store: Store, gens: Generations, keep: int) -> bool:
+    try:
+        recover(home, store, gens, keep, Faults(""))
+    except (InstallError, OSError) as exc:
+        log.warning("could not recover the interrupted transaction yet: %s", exc)
+        return False
+    return True
 
 
 def _check_current(

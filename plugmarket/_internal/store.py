@@ -93,6 +93,9 @@ class StoreEntry:
 class Store:
     """The content-addressed store of one home.
 
+    Records are cached in memory (entries never change), but whether an entry
+    exists is always asked of the disk: another process may have collected it.
+
     Args:
         root: The store folder (``<home>/store``).
         settings: Caps on unpacked size and archive entries.
@@ -107,8 +110,8 @@ class Store:
         return self.root / sha256
 
     def has(self, sha256: str) -> bool:
-        """Whether the entry exists (an entry on disk is always complete)."""
-        return sha256 in self._records or (self.root / sha256 / RECORD).is_file()
+        """Whether the entry exists on disk (an entry there is always complete)."""
+        return (self.root / sha256 / RECORD).is_file()
 
     def names(self) -> list[str]:
         """The sha256 of every entry, sorted."""
@@ -124,10 +127,10 @@ class Store:
         Raises:
             InstallError: there is no such entry, or its record is damaged.
         """
-        known = self._records.get(sha256)
-        if known is not None:
-            return known
         path = self.root / sha256
+        known = self._records.get(sha256)
+        if known is not None and os.path.isdir(path):  # another process may have collected it
+            return known
         try:
             raw = (path / RECORD).read_bytes()
         except FileNotFoundError as exc:
