@@ -256,6 +256,17 @@ def test_gc_prunes_old_generations_and_the_entries_only_they_used(
     assert narrow.check().problems == ()
 
 
+def test_as_many_rollbacks_in_a_row_as_generations_kept_work(home: Path, tmp_path: Path) -> None:
+    inst = _installer(home, keep=4)
+    steps = [make_artifact(tmp_path / "steps", f"s{i}") for i in range(6)]
+    for art in steps:
+        inst.apply(Plan("install", (art.add(),)), fetch, reason=art.id)
+    for left in (5, 4, 3):
+        assert len(inst.rollback().plugins) == left
+    assert sorted(inst.current().plugins) == ["s0", "s1", "s2"]
+    assert inst.check().problems == ()
+
+
 def test_check_reports_tampered_store_files_and_does_not_pretend_to_repair_them(
     home: Path, arts: dict[str, Artifact]
 ) -> None:

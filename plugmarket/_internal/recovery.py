@@ -10,7 +10,8 @@ Everything here runs under the home lock (the installer takes it).
   are removed (history only grows, so they were never switched to), debris is
   deleted, old generations are pruned and unreferenced entries collected.
   Recovery is itself idempotent: killed part-way, it runs again.
-- :func:`prune` keeps the newest ``keep`` generation files (and ``current``).
+- :func:`prune` keeps the newest ``keep`` generation files, and ``current``
+  with its ``keep - 1`` latest ancestors.
 - :func:`collect` removes store entries no kept generation references; if a
   generation file cannot be read it removes nothing, since what that
   generation references is unknown.
@@ -131,12 +132,23 @@ def recover(home: Path, store: Store, gens: Generations, keep: int, faults: Faul
 
 
 def prune(gens: Generations, keep: int) -> list[int]:
-    """Remove generation files older than the newest ``keep`` (never ``current``)."""
+    """Remove generation files that are neither among the newest ``keep`` nor among
+    the ``keep`` latest ancestors of the current one (so ``keep - 1`` rollbacks in
+    a row always work, though each adds a generation)."""
     numbers = gens.numbers()
-    current = gens.current_number()
-    drop = [n for n in numbers[:-keep] if n != current]
-    for number in drop:
-        gens.remove(number)
+    kept = set(numbers[-keep:])
+    number: int | None = gens.current_number()
+    for _ in range(keep):
+        if number is None or number == 0:
+            break
+        kept.add(number)
+        try:
+            number = gens.read(number).parent
+        except InstallError:
+            break  # a damaged or missing ancestor ends the chain
+    drop = [n for n in numbers if n not in kept]
+    for n in drop:
+        gens.remove(n)
     return drop
 
 
