@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from plugmarket.cli_user import USER_VERBS
 from plugmarket.errors import PlugmarketError
 
 __all__ = ["VERBS", "Verb", "build_parser", "main"]
@@ -188,8 +189,9 @@ def _run_index_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Every verb, in the order ``--help`` lists them.
+#: Every verb, in the order ``--help`` lists them: the user's, then the publisher's.
 VERBS: tuple[Verb, ...] = (
+    *(Verb(*verb) for verb in USER_VERBS),
     Verb(
         "keygen",
         "create an Ed25519 key pair for signing a registry",

@@ -1,0 +1,546 @@
+"""The facade: the one object every surface (magics, panels, CLI, server) calls.
+
+``Marketplace`` turns a user's verb into a resolved :class:`~plugmarket.plan.Plan`,
+asks for consent where the plan adds code or capabilities, hands the plan to
+the installer's transaction, keeps this process's live plugins in step, and
+records the operation in the audit log and the statistics. It holds no
+policy of its own beyond that orchestration: resolution lives in
+resolver.py, disk state in installer.py, trust in the registry client.
+
+Registries, the installer and the records are created on first use, so a
+``Marketplace`` costs nothing until a verb needs them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plugmarket.capabilities import Grants, parse_capability
+from plugmarket.errors import ConsentRequired, InstallError, PlugmarketError
+from plugmarket.manifest import normalize_id, validate_id
+from plugmarket.plan import Plan, PlanItem
+from plugmarket.settings import Settings
+
+if TYPE_CHECKING:
+    from plugmarket._internal.fetch import Progress
+    from plugmarket._internal.installed import Generation, InstalledPlugin
+    from plugmarket.host import Host
+    from plugmarket.installer import Installer
+    from plugmarket.live import LiveSet
+    from plugmarket.registry import PluginDetails, RegistryClient, SearchHit
+
+__all__ = ["Marketplace"]
+
+ProgressFactory = Callable[[str, int], "Progress"]
+
+
+class Marketplace:
+    """Search, install, update, uninstall and roll back plugins in one home.
+
+    Args:
+        home: Where all state lives (default: ``PLUGMARKET_HOME``, then the
+            platform's user data folder).
+        registry: A registry URL or folder that replaces the configured ones.
+        settings: Settings to use as they are (``home``/``registry`` still apply).
+        live: Keep this process's loaded plugins in step with the installed
+            set (a kernel, a script); the terminal CLI and the server pass False.
+        host: The shell plugins register into (default: the running IPython,
+            else a plain host).
+        surface: Who is calling, for the audit log (``"api"``, ``"cli"``, ``"magic"``...).
+        progress: Makes a download progress callback for ``(plugin id, size)``.
+    """
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        registry: str | None = None,
+        settings: Settings | None = None,
+        live: bool = True,
+        host: Host | None = None,
+        surface: str = "api",
+        progress: ProgressFactory | None = None,
+    ) -> None:
+        from plugmarket.settings import from_env
+
+        if settings is None:
+            settings = _configured(home=home, registry=registry)
+        else:
+            settings = from_env({}, home=home, registry=registry, base=settings)
+        if not settings.user_id:
+            settings = settings.replace(user_id=_user_id(settings.home))
+        self.settings = settings
+        self.surface = surface
+        self._want_live = live
+        self._host = host
+        self._progress = progress
+        self._registry: RegistryClient | None = None
+        self._installer: Installer | None = None
+        self._live: LiveSet | None = None
+        self._seen_current: tuple[int, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Marketplace home={str(self.settings.home)!r}>"
+
+    # --- parts, made on first use ------------------------------------------------
+
+    @property
+    def registry(self) -> RegistryClient:
+        if self._registry is None:
+            from plugmarket.registry import RegistryClient
+
+            self._registry = RegistryClient(self.settings)
+        return self._registry
+
+    @property
+    def installer(self) -> Installer:
+        if self._installer is None:
+            from plugmarket.installer import Installer
+
+            self._installer = Installer(self.settings)
+        return self._installer
+
+    @property
+    def live(self) -> LiveSet | None:
+        """This process's live plugins, or None when this Marketplace loads nothing."""
+        if self._want_live and self._live is None:
+            from plugmarket.live import LiveSet
+
+            self._live = LiveSet(self.settings, host=self._host, audit=self._record_denial)
+        return self._live
+
+    def close(self) -> None:
+        """Release the registry client's connections."""
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    # --- reading -------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str = "",
+        *,
+        category: str | None = None,
+        tags: Sequence[str] = (),
+        sort: str = "relevance",
+        limit: int = 50,
+    ) -> list[SearchHit]:
+        """Plugins matching ``query`` in every configured registry."""
+        from plugmarket.results import SearchResults
+
+        hits = self.registry.search(query, category=category, tags=tags, sort=sort, limit=limit)
+        return SearchResults(hits, query=query)
+
+    def details(self, plugin_id: str) -> PluginDetails:
+        """A plugin's details: every version, capabilities, rating, where it comes from."""
+        return self.registry.details(validate_id(plugin_id, field_name="plugin id"))
+
+    def versions(self, plugin_id: str) -> list[Any]:
+        """Every version of a plugin, newest first (yanked ones included, marked)."""
+        return self.registry.versions(validate_id(plugin_id, field_name="plugin id"))
+
+    def installed(self) -> list[InstalledPlugin]:
+        """The plugins of the current generation."""
+        from plugmarket.results import InstalledList
+
+        current = self.installer.current()
+        return InstalledList(current.plugins.values(), generation=current.number)
+
+    def generations(self) -> list[Generation]:
+        """Every kept generation, oldest first."""
+        return self.installer.generations()
+
+    # --- changing the installed set ---------------------------------------------
+
+    def install(self, plugin_id: str, version: str | None = None, *, yes: bool = False) -> Plan:
+        """Install a plugin (and what it requires), and make it live.
+
+        Raises:
+            ConsentRequired: the plan adds code or capabilities and ``yes`` is False;
+                its ``plan`` says what would happen.
+            ResolutionError: no consistent set of versions exists.
+            PlugmarketError: a download, check, or activation failed; nothing changed.
+        """
+        requirement = _requirement(plugin_id, version)
+        with self._operation("install", plugin_id), self.installer.locked("install"):
+            plan = self._resolve([requirement], operation="install")
+            return self._apply(plan, yes=yes, reason=f"install {requirement}")
+
+    def update(
+        self, plugin_id: str | None = None, version: str | None = None, *, yes: bool = False
+    ) -> Plan:
+        """Update one plugin (or every installed one) to the newest version it may have.
+
+        An update that asks for capabilities beyond those granted needs consent
+        again; one that does not is applied at once.
+        """
+        current = self.installer.current()
+        if plugin_id is None:
+            requests = [p.id for p in current.plugins.values() if p.explicit]
+            upgrade: Sequence[str] | bool = True
+        else:
+            self._require_installed(current, plugin_id)
+            requests, upgrade = [_requirement(plugin_id, version)], [plugin_id]
+        with self._operation("update", plugin_id or "all"), self.installer.locked("update"):
+            plan = self._resolve(requests, operation="update", upgrade=upgrade)
+            return self._apply(plan, yes=yes, reason=f"update {plugin_id or 'all'}")
+
+    def auto_update(self) -> Plan:
+        """Apply every update that needs no new consent; skip (and say so) the others."""
+        current = self.installer.current()
+        requests = [p.id for p in current.plugins.values() if p.explicit]
+        with self._operation("auto_update", "all"), self.installer.locked("auto update"):
+            plan = self._resolve(requests, operation="update", upgrade=True)
+            allowed = tuple(i for i in plan.items if not i.new_capabilities and i.action != "add")
+            skipped = tuple(
+                f"{i.id} {i.new_version} asks for {', '.join(i.new_capabilities) or 'new code'}; "
+                f"run `%plugin update {i.id}` to review it"
+                for i in plan.items
+                if i not in allowed
+            )
+            return self._apply(
+                Plan("auto_update", allowed, skipped=plan.skipped + skipped),
+                yes=True,
+                reason="auto update",
+            )
+
+    def uninstall(self, plugin_id: str) -> Plan:
+        """Remove a plugin, and dependencies nothing else needs, from disk and kernel.
+
+        Raises:
+            ResolutionError: another installed plugin requires it (named in the message).
+            InstallError: it is not installed.
+        """
+        current = self.installer.current()
+        self._require_installed(current, plugin_id)
+        with self._operation("uninstall", plugin_id), self.installer.locked("uninstall"):
+            plan = self._resolve([], operation="uninstall", remove=[plugin_id])
+            return self._apply(plan, yes=True, reason=f"uninstall {plugin_id}")
+
+    def rollback(self) -> Generation:
+        """Switch back to the previous generation (as a new one), on disk and live."""
+        with self._operation("rollback", ""):
+            generation = self.installer.rollback(live=self.live)
+            self._mark_seen()
+            return generation
+
+    def enable(self, plugin_id: str) -> InstalledPlugin:
+        """Keep a plugin installed and load it again."""
+        return self._change(plugin_id, "enable", lambda p: p.replace(enabled=True))
+
+    def disable(self, plugin_id: str) -> InstalledPlugin:
+        """Keep a plugin installed but stop loading it."""
+        return self._change(plugin_id, "disable", lambda p: p.replace(enabled=False))
+
+    def grant(self, plugin_id: str, capability: str) -> InstalledPlugin:
+        """Grant an installed plugin one more capability (within the admin's cap)."""
+        cap = parse_capability(capability)
+        self._within_cap(plugin_id, (str(cap),))
+
+        def add(p: InstalledPlugin) -> InstalledPlugin:
+            return p.replace(grants=Grants((*p.grants, cap)).as_strings())
+
+        return self._change(plugin_id, "grant", add)
+
+    def revoke(self, plugin_id: str, capability: str) -> InstalledPlugin:
+        """Take a capability back from an installed plugin."""
+        cap = str(parse_capability(capability))
+
+        def drop(p: InstalledPlugin) -> InstalledPlugin:
+            if cap not in p.grants:
+                raise InstallError(
+                    f"{plugin_id} was not granted {cap}",
+                    plugin_id=plugin_id,
+                    hint=f"Its grants are: {', '.join(p.grants) or 'none'}.",
+                )
+            return p.replace(grants=tuple(g for g in p.grants if g != cap))
+
+        return self._change(plugin_id, "revoke", drop)
+
+    # --- this kernel only ------------------------------------------------------------
+
+    def load(self, plugin_id: str) -> Any:
+        """Load an installed plugin into this process (whatever its enabled flag)."""
+        live = self._need_live()
+        plugin = self._require_installed(self.installer.current(), plugin_id)
+        return live.load(plugin, self.installer.files(plugin))
+
+    def unload(self, plugin_id: str) -> None:
+        """Unload a plugin from this process only; the installed set is unchanged."""
+        self._need_live().unload(plugin_id)
+
+    def sync(self) -> bool:
+        """Bring this process's live plugins in step with the home's current generation.
+
+        One ``stat`` when nothing changed; returns whether anything was loaded or unloaded.
+        """
+        live = self.live
+        if live is None:
+            return False
+        marker = self.installer.current_marker()
+        if marker == self._seen_current and live.generation is not None:
+            return False
+        current = self.installer.current()
+        changed = live.sync(current, self.installer.files)
+        self._seen_current = marker
+        return bool(changed)
+
+    # --- lockfiles ---------------------------------------------------------------------
+
+    def lock(self) -> bytes:
+        """The current set as a lockfile: ids, versions, sha256 and grants."""
+        from plugmarket._internal.records import encode_lock
+
+        return encode_lock(self.installer.current())
+
+    def apply_lock(self, path: str | Path, *, yes: bool = False) -> Plan:
+        """Install exactly the set a lockfile names, verified by hash.
+
+        Raises:
+            IntegrityError: a registry's artifact for a pinned version has another hash.
+            ConsentRequired: the lockfile grants capabilities and ``yes`` is False.
+        """
+        from plugmarket._internal.records import read_lock
+
+        spec = read_lock(Path(path))
+        with self._operation("apply_lock", str(path)), self.installer.locked("apply lock"):
+            plan = self._resolve(
+                [f"{p.id}==={p.version}" for p in spec.plugins],
+                operation="apply_lock",
+                upgrade=True,
+            )
+            plan = _pinned(plan, spec)
+            self._apply(plan, yes=yes, reason=f"apply lock {path}")
+            for pinned in spec.plugins:
+                if not pinned.enabled:
+                    self.disable(pinned.id)
+            return plan
+
+    # --- records -----------------------------------------------------------------------
+
+    def rate(self, plugin_id: str, stars: int, text: str = "") -> Any:
+        """Rate a plugin 1-5 stars, with an optional review (kept in the home)."""
+        from plugmarket._internal.records import Reviews
+
+        review = Reviews(self.settings.home).rate(plugin_id, stars, text)
+        self._audit("rate", plugin_id, f"{stars} stars")
+        return review
+
+    def reviews(self, plugin_id: str) -> Any:
+        """The ratings and reviews kept in this home for a plugin."""
+        from plugmarket._internal.records import Reviews
+
+        return Reviews(self.settings.home).reviews(plugin_id)
+
+    def stats(self, plugin_id: str | None = None) -> Any:
+        """Install, update, uninstall and load statistics (one plugin, or all)."""
+        from plugmarket._internal.records import Stats
+
+        return Stats(self.settings.home).get(plugin_id)
+
+    def audit(self, limit: int = 100) -> Any:
+        """The newest entries of the audit log."""
+        from plugmarket._internal.records import AuditLog
+
+        return AuditLog(self.settings.home).read(limit)
+
+    def check(self, *, repair: bool = False) -> Any:
+        """Verify the store and generations; repair what a crash left when asked."""
+        return self.installer.check(repair=repair)
+
+    # --- the machinery --------------------------------------------------------------
+
+    def _resolve(self, requests: Sequence[str], *, operation: str, **options: Any) -> Plan:
+        from plugmarket.resolver import RegistryCatalog, resolve
+
+        resolution = resolve(
+            list(requests),
+            catalog=RegistryCatalog(self.registry),
+            installed=self.installer.current(),
+            settings=self.settings,
+            operation=operation,
+            **options,
+        )
+        return resolution.plan
+
+    def _apply(self, plan: Plan, *, yes: bool, reason: str) -> Plan:
+        if plan.needs_consent and not yes:
+            raise ConsentRequired(
+                f"{plan.operation} needs your consent: {_summary(plan)}",
+                plan=plan,
+                hint="Review the plan, then run it again with yes=True (`--yes`).",
+            )
+        if plan.empty:
+            return plan
+        started = time.perf_counter()
+        self.installer.apply(plan, self._fetch, reason=reason, live=self.live)
+        self._mark_seen()
+        self._record_stats(plan, time.perf_counter() - started)
+        return plan
+
+    def _fetch(self, item: PlanItem) -> bytes:
+        progress = self._progress(item.id, item.size) if self._progress is not None else None
+        return self.registry.fetch_artifact(item.id, item.new_version, progress=progress)
+
+    def _change(
+        self, plugin_id: str, operation: str, edit: Callable[[InstalledPlugin], InstalledPlugin]
+    ) -> InstalledPlugin:
+        with self._operation(operation, plugin_id), self.installer.locked(operation):
+            plugin = self._require_installed(self.installer.current(), plugin_id)
+            changed = edit(plugin)
+            if changed != plugin:
+                self.installer.apply(
+                    Plan(operation),
+                    self._fetch,
+                    reason=f"{operation} {plugin_id}",
+                    live=self.live,
+                    changes={plugin_id: changed},
+                )
+                self._mark_seen()
+            return changed
+
+    def _within_cap(self, plugin_id: str, capabilities: Sequence[str]) -> None:
+        cap = self.settings.capability_cap
+        if cap is None:
+            return
+        missing = Grants(cap).missing(parse_capability(c) for c in capabilities)
+        if missing:
+            raise InstallError(
+                f"{plugin_id} cannot be granted {', '.join(str(c) for c in missing)}: "
+                "beyond what your administrator allows any plugin",
+                plugin_id=plugin_id,
+                step="grant",
+                hint="Ask your administrator, who sets capability_cap.",
+            )
+
+    def _require_installed(self, generation: Generation, plugin_id: str) -> InstalledPlugin:
+        plugin_id = normalize_id(plugin_id)
+        plugin = generation.plugins.get(plugin_id)
+        if plugin is None:
+            raise InstallError(
+                f"{plugin_id} is not installed",
+                plugin_id=plugin_id,
+                hint="See what is installed with `%plugin list`.",
+            )
+        return plugin
+
+    def _need_live(self) -> LiveSet:
+        live = self.live
+        if live is None:
+            raise PlugmarketError(
+                "this Marketplace does not load plugins into its process (live=False)",
+                hint="Use a Marketplace created with live=True, in the kernel.",
+            )
+        return live
+
+    def _mark_seen(self) -> None:
+        if self._live is not None:
+            self._seen_current = self.installer.current_marker()
+
+    @contextmanager
+    def _operation(self, operation: str, subject: str) -> Iterator[None]:
+        """Record the operation in the audit log, whether it succeeds or fails."""
+        try:
+            yield
+        except ConsentRequired:
+            raise  # nothing happened yet: the surface asks and calls again
+        except PlugmarketError as exc:
+            self._audit(operation, subject, f"error: {exc.message}")
+            raise
+        self._audit(operation, subject, "ok")
+
+    def _audit(self, operation: str, subject: str, result: str) -> None:
+        from plugmarket._internal.records import AuditLog
+
+        AuditLog(self.settings.home).append(
+            AuditLog.entry(operation, subject, result, surface=self.surface)
+        )
+
+    def _record_denial(self, denial: Any) -> None:
+        from plugmarket._internal.records import AuditLog
+
+        AuditLog(self.settings.home).denial(denial, surface=self.surface)
+
+    def _record_stats(self, plan: Plan, seconds: float) -> None:
+        from plugmarket._internal.records import Stats
+
+        stats = Stats(self.settings.home)
+        for item in plan.items:
+            event = {"add": "install", "change": "update", "remove": "uninstall"}[item.action]
+            stats.record(item.id, event, seconds=seconds)
+
+
+def _pinned(plan: Plan, spec: Any) -> Plan:
+    """The plan with each plugin's grants from the lockfile, after checking that the
+    registry's artifact is the very one the lockfile pins."""
+    from dataclasses import replace
+
+    from plugmarket.errors import IntegrityError
+
+    pins = {p.id: p for p in spec.plugins}
+    items = []
+    for item in plan.items:
+        pin = pins.get(item.id)
+        if pin is None or item.action == "remove":
+            items.append(item)
+            continue
+        if item.sha256 and item.sha256 != pin.sha256:
+            raise IntegrityError(
+                f"{item.id} {item.new_version}: the registry's artifact is not the one the "
+                "lockfile pins",
+                subject=item.id,
+                expected=pin.sha256,
+                actual=item.sha256,
+                hint="The registry changed this version's bytes; do not trust it.",
+            )
+        granted = tuple(pin.grants)
+        new = tuple(c for c in granted if c not in _already_granted(plan, item.id))
+        items.append(replace(item, grants=granted, new_capabilities=new))
+    return Plan(plan.operation, tuple(items), skipped=plan.skipped)
+
+
+def _already_granted(plan: Plan, plugin_id: str) -> tuple[str, ...]:
+    item = plan.item(plugin_id)
+    if item is None or item.action == "add":
+        return ()
+    return tuple(c for c in item.grants if c not in item.new_capabilities)
+
+
+def _configured(*, home: str | Path | None, registry: str | None) -> Settings:
+    from plugmarket.config import load_settings
+
+    return load_settings(home=home, registry=registry)
+
+
+def _requirement(plugin_id: str, version: str | None) -> str:
+    plugin_id = validate_id(normalize_id(plugin_id), field_name="plugin id")
+    return plugin_id if version is None else f"{plugin_id}=={version}"
+
+
+def _summary(plan: Plan) -> str:
+    return "; ".join(item.describe() for item in plan.items)
+
+
+def _user_id(home: Path) -> str:
+    """A stable id for this home, for rollout buckets (made once, kept in the home)."""
+    path = home / "user-id"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".user-id.{os.getpid()}.{uuid.uuid4().hex}")
+        tmp.write_text(f"{getpass.getuser()}@{socket.gethostname()}/{uuid.uuid4().hex}\n")
+        try:
+            os.link(tmp, path)  # atomic, and refused if another process made it first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

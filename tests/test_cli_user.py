@@ -1,0 +1,102 @@
+"""The terminal user's verbs through the real console script (python -m plugmarket)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def plugmarket(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGMARKET_")}
+    return subprocess.run(
+        [sys.executable, "-m", "plugmarket", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+def ok(home: Path, *args: str) -> str:
+    out = plugmarket(home, *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_search_info_versions_as_json(tmp_path: Path) -> None:
+    hits = json.loads(ok(tmp_path, "search", "csv", "--json"))
+    assert "csv-preview" in [h["id"] for h in hits]
+    info = json.loads(ok(tmp_path, "info", "units", "--json"))
+    assert info["detail"]["id"] == "units"
+    versions = json.loads(ok(tmp_path, "versions", "csv-preview", "--json"))
+    assert {v["version"]: v["yanked"] for v in versions} == {"1.0.0": False, "0.9.0": True}
+
+
+def test_install_needs_consent_then_lists_locks_and_uninstalls(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    refused = plugmarket(home, "install", "csv-preview")
+    assert refused.returncode == 1
+    assert "add csv-preview 1.0.0" in refused.stdout and "--yes" in refused.stderr
+    assert json.loads(ok(home, "list", "--json")) == []
+    ok(home, "install", "csv-preview", "--yes")
+    listed = {p["id"]: p for p in json.loads(ok(home, "list", "--json"))}
+    assert set(listed) == {"csv-preview", "table-kit"}
+    lock = tmp_path / "plugins.lock"
+    ok(home, "lock", "--out", str(lock))
+    other = tmp_path / "other-home"
+    ok(other, "sync", str(lock), "--yes")
+    again = {p["id"]: p["sha256"] for p in json.loads(ok(other, "list", "--json"))}
+    assert again == {pid: p["sha256"] for pid, p in listed.items()}
+    blocked = plugmarket(home, "uninstall", "table-kit")
+    assert blocked.returncode == 1
+    assert blocked.stderr.count("\n") == 1 and "csv-preview" in blocked.stderr
+    ok(home, "uninstall", "csv-preview")
+    assert json.loads(ok(home, "list", "--json")) == []
+    audit = json.loads(ok(home, "audit", "--json"))
+    assert [e["operation"] for e in audit][:2] == ["uninstall", "uninstall"]
+
+
+def test_update_rollback_generations_grant_revoke_check(tmp_path: Path) -> None:
+    ok(tmp_path, "install", "units", "1.0.0", "--yes")
+    ok(tmp_path, "update", "units")
+    assert json.loads(ok(tmp_path, "list", "--json"))[0]["version"] == "1.1.0"
+    ok(tmp_path, "rollback")
+    assert json.loads(ok(tmp_path, "list", "--json"))[0]["version"] == "1.0.0"
+    assert len(ok(tmp_path, "generations").splitlines()) >= 3
+    assert "env:LANG" in ok(tmp_path, "grant", "units", "env:LANG")
+    assert "env:LANG" not in ok(tmp_path, "revoke", "units", "env:LANG")
+    ok(tmp_path, "disable", "units")
+    assert json.loads(ok(tmp_path, "list", "--json"))[0]["enabled"] is False
+    ok(tmp_path, "check")
+    stats = json.loads(ok(tmp_path, "stats", "units", "--json"))
+    assert stats["installs"] == 1 and stats["updates"] == 1
+
+
+def test_config_shows_the_settings_in_effect(tmp_path: Path) -> None:
+    config = json.loads(ok(tmp_path, "config", "--json"))
+    assert config["home"] == str(tmp_path)
+    assert config["registries"][0]["name"] == "demo"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("install",), 2),
+        (("frobnicate",), 2),
+        (("info", "no-such-plugin"), 1),
+        (("info", "../x"), 1),
+    ],
+)
+def test_exit_codes(tmp_path: Path, args: tuple[str, ...], code: int) -> None:
+    out = plugmarket(tmp_path, *args)
+    assert out.returncode == code
+    if code == 1:
+        assert out.stderr.startswith("plugmarket: error: ") and out.stderr.count("\n") == 1
+        assert "Traceback" not in out.stderr

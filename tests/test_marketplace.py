@@ -1,0 +1,205 @@
+"""The facade end to end on the demo registry shipped in the package: consent, install,
+update, uninstall, rollback, enable/disable, grants, lockfiles, records, kernel sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugmarket import loader
+from plugmarket.errors import (
+    ConsentRequired,
+    InstallError,
+    IntegrityError,
+    PlugmarketError,
+    ResolutionError,
+)
+from plugmarket.host import PlainHost
+from plugmarket.marketplace import Marketplace
+
+
+@pytest.fixture(autouse=True)
+def _unload_everything() -> Iterator[None]:
+    yield
+    while loader.loaded():
+        for plugin_id, plugin in list(loader.loaded().items()):
+            users = [
+                p for p in loader.loaded().values() if plugin_id in p.manifest.requirement_ids()
+            ]
+            if not users:
+                loader.unload(plugin)
+
+
+@pytest.fixture
+def host() -> PlainHost:
+    return PlainHost()
+
+
+@pytest.fixture
+def market(home: Path, host: PlainHost) -> Iterator[Marketplace]:
+    m = Marketplace(home, host=host)
+    yield m
+    m.close()
+
+
+def test_install_asks_consent_with_the_whole_plan(market: Marketplace) -> None:
+    with pytest.raises(ConsentRequired) as info:
+        market.install("csv-preview")
+    plan = info.value.plan
+    assert {(i.action, i.id, i.new_version) for i in plan.items} == {
+        ("add", "csv-preview", "1.0.0"),
+        ("add", "table-kit", "1.0.0"),
+    }
+    item = plan.item("csv-preview")
+    assert item is not None and set(item.capabilities) == {"fs.read", "ipython.magics", "display"}
+    assert market.installed() == []  # nothing happened
+    assert not loader.loaded()
+
+
+def test_install_makes_the_plugin_live_and_records_it(
+    market: Marketplace, host: PlainHost, home: Path
+) -> None:
+    market.install("csv-preview", yes=True)
+    assert {p.id: p.version for p in market.installed()} == {
+        "csv-preview": "1.0.0",
+        "table-kit": "1.0.0",
+    }
+    assert set(loader.loaded()) == {"csv-preview", "table-kit"}
+    assert "csv_preview" in host.magics["line"]
+    preview = next(p for p in market.installed() if p.id == "csv-preview")
+    assert set(preview.grants) == {"fs.read", "ipython.magics", "display"}
+    assert not next(p for p in market.installed() if p.id == "table-kit").explicit
+    operations = [(e.operation, e.result) for e in market.audit()]
+    assert ("install", "ok") in operations
+    assert market.stats("csv-preview").installs == 1
+
+
+def test_a_yanked_version_is_only_taken_when_pinned(market: Marketplace) -> None:
+    market.install("csv-preview", yes=True)
+    assert next(p for p in market.installed() if p.id == "csv-preview").version == "1.0.0"
+    market.uninstall("csv-preview")
+    market.install("csv-preview", "0.9.0", yes=True)
+    assert next(p for p in market.installed() if p.id == "csv-preview").version == "0.9.0"
+
+
+def test_update_hot_swaps_without_new_consent(market: Marketplace, host: PlainHost) -> None:
+    market.install("units", "1.0.0", yes=True)
+    assert loader.loaded()["units"].version.public == "1.0.0"
+    plan = market.update("units")  # same capabilities: no consent needed
+    assert [(i.action, i.old_version, i.new_version) for i in plan.items] == [
+        ("change", "1.0.0", "1.1.0")
+    ]
+    assert loader.loaded()["units"].version.public == "1.1.0"
+    assert "units" in host.magics["line"]
+
+
+def test_uninstall_refuses_a_required_plugin_and_names_who_needs_it(
+    market: Marketplace,
+) -> None:
+    market.install("csv-preview", yes=True)
+    with pytest.raises(ResolutionError, match="csv-preview"):
+        market.uninstall("table-kit")
+    market.uninstall("csv-preview")
+    assert market.installed() == []  # the unused dependency went with it
+    assert not loader.loaded()
+
+
+def test_rollback_restores_the_previous_set_live(market: Marketplace) -> None:
+    market.install("units", "1.0.0", yes=True)
+    market.update("units")
+    market.rollback()
+    assert {p.id: p.version for p in market.installed()} == {"units": "1.0.0"}
+    assert loader.loaded()["units"].version.public == "1.0.0"
+    numbers = [g.number for g in market.generations()]
+    assert numbers == sorted(numbers) and len(numbers) >= 3
+
+
+def test_disable_unloads_and_enable_loads_again(market: Marketplace, host: PlainHost) -> None:
+    market.install("todo", yes=True)
+    market.disable("todo")
+    assert "todo" not in loader.loaded() and "todo" not in host.magics["line"]
+    assert not next(p for p in market.installed() if p.id == "todo").enabled
+    market.enable("todo")
+    assert "todo" in loader.loaded()
+
+
+def test_grant_and_revoke_change_what_the_live_plugin_may_do(market: Marketplace) -> None:
+    market.install("todo", yes=True)
+    market.grant("todo", "fs.read:/srv/shared")
+    assert "fs.read:/srv/shared" in loader.loaded()["todo"].grants.as_strings()
+    market.revoke("todo", "fs.read:/srv/shared")
+    assert "fs.read:/srv/shared" not in loader.loaded()["todo"].grants.as_strings()
+    with pytest.raises(InstallError, match="was not granted"):
+        market.revoke("todo", "fs.read:/srv/shared")
+
+
+def test_the_admins_cap_refuses_a_plugin_outright(home: Path) -> None:
+    from plugmarket.config import load_settings
+
+    capped = load_settings(home=home).replace(capability_cap=("ipython.magics", "display"))
+    market = Marketplace(settings=capped, host=PlainHost())
+    with pytest.raises(ResolutionError, match=r"fs\.read"):
+        market.install("csv-preview", yes=True)
+    market.install("todo", yes=True)
+    with pytest.raises(InstallError, match="administrator"):
+        market.grant("todo", "subprocess")
+
+
+def test_a_lockfile_reproduces_the_set_on_a_fresh_home(market: Marketplace, tmp_path: Path) -> None:
+    market.install("csv-preview", yes=True)
+    market.install("units", "1.0.0", yes=True)
+    market.disable("units")
+    lock = tmp_path / "plugins.lock"
+    lock.write_bytes(market.lock())
+    for plugin in reversed(list(loader.loaded().values())):
+        loader.unload(plugin)
+    fresh = Marketplace(tmp_path / "fresh-home", host=PlainHost())
+    with pytest.raises(ConsentRequired):
+        fresh.apply_lock(lock)
+    fresh.apply_lock(lock, yes=True)
+    mine = {(p.id, p.version, p.sha256, p.grants, p.enabled) for p in market.installed()}
+    assert {(p.id, p.version, p.sha256, p.grants, p.enabled) for p in fresh.installed()} == mine
+
+
+def test_a_lockfile_whose_hash_the_registry_does_not_match_is_refused(
+    market: Marketplace, tmp_path: Path
+) -> None:
+    market.install("todo", yes=True)
+    lock = tmp_path / "plugins.lock"
+    lock.write_bytes(market.lock().replace(market.installed()[0].sha256.encode(), b"0" * 64))
+    fresh = Marketplace(tmp_path / "fresh-home", host=PlainHost())
+    with pytest.raises(IntegrityError):
+        fresh.apply_lock(lock, yes=True)
+    assert fresh.installed() == []
+
+
+def test_a_kernel_follows_an_install_made_elsewhere(home: Path, host: PlainHost) -> None:
+    kernel = Marketplace(home, host=host)
+    assert kernel.sync() in (True, False)  # first sync: in step with an empty set
+    assert kernel.sync() is False  # nothing changed: nothing read but one stat
+    terminal = Marketplace(home, live=False, surface="cli")
+    terminal.install("todo", yes=True)
+    assert "todo" not in loader.loaded()  # the terminal loads nothing
+    assert kernel.sync() is True
+    assert "todo" in loader.loaded() and "todo" in host.magics["line"]
+    terminal.uninstall("todo")
+    assert kernel.sync() is True
+    assert "todo" not in loader.loaded()
+
+
+def test_ratings_and_reviews_are_kept_and_validated(market: Marketplace) -> None:
+    market.rate("units", 5, "handy")
+    market.rate("units", 4)  # the same user rating again replaces it
+    reviews = market.reviews("units")
+    assert [r.stars for r in reviews] == [4]
+    with pytest.raises(PlugmarketError) as info:
+        market.rate("units", 6)
+    assert "5" in str(info.value)  # says what is allowed
+
+
+def test_failures_are_in_the_audit_log(market: Marketplace) -> None:
+    with pytest.raises(ResolutionError):
+        market.install("no-such-plugin", yes=True)
+    assert any(e.operation == "install" and e.result.startswith("error") for e in market.audit())
