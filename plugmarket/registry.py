@@ -274,6 +274,11 @@ class RegistryClient:
             detail = self._detail(state, snap, plugin_id)
             return PluginDetails(detail, snap.index.plugins[plugin_id], state.source.label, also_in)
 
+    def ids(self) -> frozenset[str]:
+        """Every plugin id any configured registry carries (from the trusted indexes)."""
+        with self._lock:
+            return frozenset().union(*(snap.index.plugins for _, snap in self._snapshots()))
+
     def versions(self, plugin_id: str) -> list[VersionInfo]:
         """Every published version of ``plugin_id``, newest first (yanked ones included).
 

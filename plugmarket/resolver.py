@@ -116,8 +116,7 @@ class RegistryCatalog:
     def ids(self) -> frozenset[str]:
         """Every id in every registry (read once per catalog)."""
         if self._ids is None:
-            hits = self._client.search(sort="name", limit=1 << 40)
-            self._ids = frozenset(hit.id for hit in hits)
+            self._ids = self._client.ids()
         return self._ids
 
     def candidates(self, plugin_id: str) -> tuple[Offer, ...]:

@@ -303,3 +303,12 @@ def test_the_demo_registry_in_the_package_works_with_no_network(
     data = client.fetch_artifact(details.id, str(latest.version))
     assert hashlib.sha256(data).hexdigest() == latest.artifact.sha256
     assert client._client is None  # the signature was checked, and nothing went online
+
+
+def test_ids_are_every_plugin_in_the_trusted_indexes(tmp_path: Path) -> None:
+    from plugmarket.settings import demo_registry_path
+
+    with RegistryClient(Settings(home=tmp_path)) as client:
+        ids = client.ids()
+    shipped = {p.stem for p in (demo_registry_path() / "plugins").glob("*.json")}
+    assert ids == shipped and "csv-preview" in ids
