@@ -100,13 +100,27 @@ class _Finder(importlib.abc.MetaPathFinder):
     def _spec(
         fullname: str, file: str, space: PluginSpace, package: str | None = None
     ) -> importlib.machinery.ModuleSpec:
-        spec = importlib.machinery.ModuleSpec(
+        spec = _Spec(
             fullname, _Loader(fullname, file, space), origin=file, is_package=package is not None
         )
         if package is not None:
             spec.submodule_search_locations = [package]
         spec.has_location = True
         return spec
+
+
+class _Spec(importlib.machinery.ModuleSpec):
+    """A plugin module's spec. Its compiled code lives in plugmarket's content-addressed
+    cache, not in a ``__pycache__`` beside the source, so ``__cached__`` is None
+    (which also spares the import system computing a path nobody uses)."""
+
+    @property
+    def cached(self) -> None:
+        return None
+
+    @cached.setter
+    def cached(self, value: object) -> None:
+        pass
 
 
 class _Loader(importlib.machinery.SourceFileLoader):
