@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "LoadError": "plugmarket.errors",
     "LoadedPlugin": "plugmarket.loader",
     "Manifest": "plugmarket.manifest",
+    "Marketplace": "plugmarket.marketplace",
     "ManifestError": "plugmarket.errors",
     "OfflineError": "plugmarket.errors",
     "PluginContext": "plugmarket.context",
@@ -54,6 +55,7 @@ __all__ = [
     "LoadedPlugin",
     "Manifest",
     "ManifestError",
+    "Marketplace",
     "OfflineError",
     "PluginContext",
     "PluginFiles",
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
     )
     from plugmarket.loader import LoadedPlugin, load, unload
     from plugmarket.manifest import Manifest, read_manifest
+    from plugmarket.marketplace import Marketplace
     from plugmarket.settings import Settings
     from plugmarket.sources import PluginFiles, Source
 

@@ -13,6 +13,7 @@ PUBLIC = {
     "Grants",
     "LoadedPlugin",
     "Manifest",
+    "Marketplace",
     "PluginContext",
     "PluginFiles",
     "Settings",
