@@ -195,23 +195,36 @@ class Marketplace:
             return self._apply(plan, yes=yes, reason=f"update {plugin_id or 'all'}")
 
     def auto_update(self) -> Plan:
-        """Apply every update that needs no new consent; skip (and say so) the others."""
-        current = self.installer.current()
-        requests = [p.id for p in current.plugins.values() if p.explicit]
-        with self._operation("auto_update", "all"), self.installer.locked("auto update"):
-            plan = self._resolve(requests, operation="update", upgrade=True)
-            allowed = tuple(i for i in plan.items if not i.new_capabilities and i.action != "add")
-            skipped = tuple(
-                f"{i.id} {i.new_version} asks for {', '.join(i.new_capabilities) or 'new code'}; "
-                f"run `%plugin update {i.id}` to review it"
-                for i in plan.items
-                if i not in allowed
-            )
-            return self._apply(
-                Plan("auto_update", allowed, skipped=plan.skipped + skipped),
-                yes=True,
-                reason="auto update",
-            )
+        """Apply every update that needs no new consent; skip (and say so) the others.
+
+        Each installed plugin's update is resolved on its own, so one that would
+        bring new code (a new dependency) or new capabilities is skipped whole,
+        with what it would have dragged in.
+        """
+        from plugmarket.errors import ResolutionError
+
+        applied: list[PlanItem] = []
+        skipped: list[str] = []
+        with self._operation("auto_update", "all"):
+            explicit = sorted(p.id for p in self.installer.current().plugins.values() if p.explicit)
+            for plugin_id in explicit:
+                with self.installer.locked("auto update"):
+                    if plugin_id not in self.installer.current().plugins:
+                        continue  # removed meanwhile
+                    try:
+                        plan = self._resolve([plugin_id], operation="update", upgrade=[plugin_id])
+                    except ResolutionError as exc:
+                        skipped.append(f"{plugin_id}: {exc.message}")
+                        continue
+                    if plan.needs_consent:
+                        skipped.append(
+                            f"{plugin_id}: {_summary(plan)}; "
+                            f"run `%plugin update {plugin_id}` to review it"
+                        )
+                        continue
+                    self._apply(plan, yes=True, reason=f"auto update {plugin_id}")
+                    applied.extend(plan.items)
+        return Plan("auto_update", tuple(applied), skipped=tuple(skipped))
 
     def uninstall(self, plugin_id: str) -> Plan:
         """Remove a plugin, and dependencies nothing else needs, from disk and kernel.

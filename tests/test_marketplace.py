@@ -203,3 +203,37 @@ def test_failures_are_in_the_audit_log(market: Marketplace) -> None:
     with pytest.raises(ResolutionError):
         market.install("no-such-plugin", yes=True)
     assert any(e.operation == "install" and e.result.startswith("error") for e in market.audit())
+
+
+def test_auto_update_applies_what_needs_no_new_consent_and_says_what_it_skipped(
+    tmp_path: Path, home: Path
+) -> None:
+    from plugmarket._internal.signing import generate_keypair
+    from plugmarket.publish import publish
+    from plugmarket.settings import RegistryConfig, Settings
+    from tests.support.plugins import write_plugin
+
+    registry = tmp_path / "registry"
+    key, pub = generate_keypair(tmp_path / "team")
+
+    def release(plugin_id: str, version: str, **kwargs: object) -> None:
+        folder = write_plugin(
+            tmp_path / f"{plugin_id}-{version}", plugin_id, version=version, **kwargs
+        )
+        publish(folder, registry, key=key)
+
+    release("quiet", "1.0")
+    release("greedy", "1.0")
+    release("helper", "1.0")
+    registries = (RegistryConfig(str(registry), trusted_keys=(str(pub),)),)
+    # No metadata TTL: the new releases below must be seen at once.
+    settings = Settings(home=home, registries=registries, cache_ttl=0)
+    market = Marketplace(settings=settings, host=PlainHost())
+    market.install("quiet", yes=True)
+    market.install("greedy", yes=True)
+    release("quiet", "1.1")  # a hot fix: same capabilities
+    release("greedy", "1.1", requires=["helper"])  # same capabilities, but new code comes along
+    plan = market.auto_update()
+    assert [(i.id, i.new_version) for i in plan.items] == [("quiet", "1.1")]
+    assert any("greedy" in note for note in plan.skipped)
+    assert {p.id: p.version for p in market.installed()} == {"quiet": "1.1", "greedy": "1.0"}
