@@ -564,3 +564,15 @@ def test_versions_from_every_configured_registry_are_candidates(tmp_path):
         )
         assert res.chosen["csv-preview"].registry == "demo"  # same version in mirror: demo wins
         assert catalog.candidates("no-such-plugin") == ()
+
+
+def test_a_search_that_runs_out_of_steps_is_a_resolution_error_naming_the_requests(
+    catalog, settings
+):
+    with pytest.raises(ResolutionError) as err:
+        run(["csv-preview", "sql-kit"], catalog, settings, max_rounds=2)
+    assert err.value.message.startswith(
+        "gave up after 2 steps looking for versions of csv-preview and sql-kit that fit together"
+    )
+    assert err.value.conflicts == (("you", "csv-preview"), ("you", "sql-kit"))
+    assert isinstance(err.value.__cause__, resolvelib.ResolutionTooDeep)
