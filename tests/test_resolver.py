@@ -576,3 +576,18 @@ def test_a_search_that_runs_out_of_steps_is_a_resolution_error_naming_the_reques
     )
     assert err.value.conflicts == (("you", "csv-preview"), ("you", "sql-kit"))
     assert isinstance(err.value.__cause__, resolvelib.ResolutionTooDeep)
+
+
+def test_a_requirement_whose_marker_does_not_hold_here_is_left_out(settings):
+    cat = MemoryCatalog()
+    cat.add("table-kit", "1.0.0")
+    cat.add("csv-preview", "1.0.0", requires=["table-kit; python_version < '3'"])
+    assert versions(run(["csv-preview"], cat, settings)) == {"csv-preview": "1.0.0"}
+    have = installed(
+        plugin("csv-preview", "1.0.0", requires=["table-kit; python_version < '3'"]),
+        plugin("table-kit", "1.0.0", explicit=False),
+    )
+    res = run([], cat, settings, installed=have)
+    assert [(i.action, i.id, i.reason) for i in res.plan.items] == [
+        ("remove", "table-kit", "no longer required")
+    ]

@@ -22,9 +22,14 @@ requirement it does not meet is a conflict the message names ("update
 table-kit too"). Candidates and requirements are created once per version and
 reused, because resolvelib identifies a result's parents by object identity.
 
+Which plugin to decide next matters more than anything else for speed on
+large graphs: the provider decides first what caused the last backtrack, then
+what took part in the most conflicts so far (counted by the reporter it
+hands to resolvelib), then the plugin with the fewest versions left.
+
 Invariants: no I/O beyond the catalog's ``candidates`` (called once per id);
-nothing here raises a plugmarket error (the resolver translates resolvelib's
-exceptions at its boundary, using :meth:`PluginProvider.refusals` to explain).
+nothing here raises: :func:`explain` and :func:`unknown_plugin` build the
+:class:`~plugmarket.errors.ResolutionError` the resolver raises at its boundary.
 """
 
 from __future__ import annotations
@@ -105,17 +110,23 @@ class Req:
 def parse_requirement(text: str, origin: str = DEPENDENCY) -> Req | None:
     """A :class:`Req` from PEP 508 text, or None if the text is not a plugin requirement.
 
-    Extras are ignored (plugins have none); a requirement whose environment
-    marker does not hold here is dropped by the caller (see :func:`_applies`).
+    Extras are ignored (plugins have none). A plugin's own requirements whose
+    environment marker does not hold here are dropped (see :func:`_applies`).
     """
-    try:
-        req = Requirement(text)
-    except InvalidRequirement:
+    req = _parse(text)
+    if req is None:
         return None
     plugin_id = normalize_id(req.name)
     if not ID_PATTERN.match(plugin_id):
         return None
     return _req(req, plugin_id, text, origin)
+
+
+def _parse(text: str) -> Requirement | None:
+    try:
+        return Requirement(text)
+    except InvalidRequirement:
+        return None
 
 
 def _req(req: Requirement, plugin_id: str, text: str, origin: str) -> Req:
@@ -166,8 +177,12 @@ class Candidate:
                 self._deps = tuple(_req(r, normalize_id(r.name), str(r), DEPENDENCY) for r in reqs)
             else:
                 assert self.installed is not None
-                parsed = (parse_requirement(t) for t in self.installed.requires)
-                self._deps = tuple(r for r in parsed if r is not None)
+                parsed = (_parse(t) for t in self.installed.requires)
+                self._deps = tuple(
+                    _req(r, normalize_id(r.name), str(r), DEPENDENCY)
+                    for r in parsed
+                    if r is not None and _applies(r)
+                )
         return self._deps
 
     def __repr__(self) -> str:
@@ -475,7 +490,8 @@ def _sentence(
             f"{who}, but no configured registry has a plugin {pid!r}",
             "Add the registry that carries it, or ask the plugin's author.",
         )
-    if pid in provider.locked and current is not None:
+    unmet = [r for r in reqs if current and not r.specifier.contains(current.version, True)]
+    if pid in provider.locked and current is not None and unmet:
         return (
             f"{who}, but {pid} {current.version} is installed; update {pid} too",
             f"Update {pid} too (`%plugin update {pid}`), or ask for versions that fit "
