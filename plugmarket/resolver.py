@@ -270,12 +270,19 @@ def resolve(
             f"gave up after {exc.round_count} steps looking for versions of "
             f"{_and(list(asked)) or 'the installed plugins'} that fit together{most}",
             conflicts=[("you", r.text) for r in roots if r.origin == REQUEST],
-            hint=f"Pin versions (such as {tangled[0] if tangled else 'units'}==1.0.0), allow "
-            "updates of installed plugins, or ask for fewer plugins at once.",
+            hint="Pin the versions of some of them (`plugin==version`), allow updates of "
+            "installed plugins, or ask for fewer plugins at once.",
         ) from exc
     mapping: dict[str, Candidate] = dict(result.mapping)
+    # Who requires each plugin: only parents that are in the result themselves.
     parents = {
-        pid: sorted({i.parent.id for i in crit.information if i.parent is not None})
+        pid: sorted(
+            {
+                i.parent.id
+                for i in crit.information
+                if i.parent is not None and mapping.get(i.parent.id) is i.parent
+            }
+        )
         for pid, crit in result.criteria.items()
         if pid in mapping
     }
