@@ -486,10 +486,10 @@ class Marketplace:
     def _record_stats(self, plan: Plan, seconds: float) -> None:
         from plugmarket._internal.records import Stats
 
-        stats = Stats(self.settings.home)
-        for item in plan.items:
-            event = {"add": "install", "change": "update", "remove": "uninstall"}[item.action]
-            stats.record(item.id, event, seconds=seconds)
+        events = {"add": "install", "change": "update", "remove": "uninstall"}
+        Stats(self.settings.home).record_many(
+            ((item.id, events[item.action]) for item in plan.items), seconds=seconds
+        )
 
 
 def _pinned(plan: Plan, spec: Any) -> Plan:

@@ -356,6 +356,28 @@ def test_invalid_events_are_refused(
     assert not (home / "stats.json").exists()
 
 
+def test_one_transaction_counts_every_plugin_in_one_write(home: Path) -> None:
+    stats = Stats(home)
+    stats.record("base", "install")
+    after = stats.record_many(
+        [("chain-top", "install"), ("base", "update"), ("old", "uninstall")], seconds=0.02
+    )
+    assert sorted(after) == ["base", "chain-top", "old"]
+    assert (after["base"].installs, after["base"].updates) == (1, 1)
+    assert after["base"].times["update"].last == 0.02
+    assert stats.get("old").uninstalls == 1 and stats.get("chain-top").installs == 1
+    assert stats.record_many([]) == {}
+
+
+def test_a_batch_with_one_invalid_event_counts_nothing(home: Path) -> None:
+    stats = Stats(home)
+    stats.record("kept", "install")
+    before = (home / "stats.json").read_bytes()
+    with pytest.raises(PlugmarketError, match="event 'explode'"):
+        stats.record_many([("fine", "install"), ("kept", "explode")])
+    assert (home / "stats.json").read_bytes() == before
+
+
 STATS_WORKER = """
 from plugmarket._internal.records import Stats
 home, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])

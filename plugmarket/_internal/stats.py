@@ -11,6 +11,7 @@ from nothing, with a warning (docs/decisions/0006-records.md).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,28 +57,57 @@ class Stats:
             PlugmarketError: the id, event or time is not valid, or the file
                 cannot be written.
         """
-        validate_id(plugin_id, field_name="plugin id")
-        if event not in _COUNTS:
-            raise PlugmarketError(
-                f"statistics event {event!r} is not one of {', '.join(STAT_EVENTS)}",
-            )
-        if seconds is not None and (
-            type(seconds) not in (int, float) or not math.isfinite(seconds) or seconds < 0
-        ):
-            raise PlugmarketError(f"a {event} time of {seconds!r} is not a number of seconds >= 0")
+        return self.record_many([(plugin_id, event)], seconds=seconds)[plugin_id]
+
+    def record_many(
+        self, events: Iterable[tuple[str, str]], seconds: float | None = None
+    ) -> dict[str, PluginStats]:
+        """Count several ``(plugin id, event)`` pairs (one transaction's) in one write.
+
+        One read and one write of the file under its lock, however many
+        plugins a transaction touched; every pair is checked before anything
+        is written.
+
+        Args:
+            events: ``(plugin_id, event)`` pairs, events as in :meth:`record`.
+            seconds: How long it took, counted for each pair.
+
+        Returns:
+            The statistics of each plugin named, after these events.
+
+        Raises:
+            PlugmarketError: an id, event or the time is not valid, or the file
+                cannot be written (then nothing is counted).
+        """
+        pairs = list(events)
+        for plugin_id, event in pairs:
+            validate_id(plugin_id, field_name="plugin id")
+            if event not in _COUNTS:
+                raise PlugmarketError(
+                    f"statistics event {event!r} is not one of {', '.join(STAT_EVENTS)}",
+                )
+            if seconds is not None and (
+                type(seconds) not in (int, float) or not math.isfinite(seconds) or seconds < 0
+            ):
+                raise PlugmarketError(
+                    f"a {event} time of {seconds!r} is not a number of seconds >= 0"
+                )
         now = datetime.now(UTC)
 
         def change(table: dict[str, PluginStats]) -> dict[str, PluginStats]:
-            old = table.get(plugin_id, PluginStats(plugin_id))
-            counted: dict[str, Any] = {_COUNTS[event]: getattr(old, _COUNTS[event]) + 1}
-            if seconds is not None:
-                timing = old.times.get(event, Timing()).add(float(seconds))
-                counted["times"] = {**old.times, event: timing}
-            table[plugin_id] = replace(old, last_used=now, **counted)
+            for plugin_id, event in pairs:
+                old = table.get(plugin_id, PluginStats(plugin_id))
+                counted: dict[str, Any] = {_COUNTS[event]: getattr(old, _COUNTS[event]) + 1}
+                if seconds is not None:
+                    timing = old.times.get(event, Timing()).add(float(seconds))
+                    counted["times"] = {**old.times, event: timing}
+                table[plugin_id] = replace(old, last_used=now, **counted)
             return table
 
+        if not pairs:
+            return {}
         table = recordfile.update(self.path, _decode, _empty, change, _encode)
-        return table[plugin_id]
+        return {plugin_id: table[plugin_id] for plugin_id, _ in pairs}
 
     @overload
     def get(self, plugin_id: None = None) -> StatsTable: ...
