@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,7 +173,13 @@ class Marketplace:
         requirement = _requirement(plugin_id, version)
         with self._operation("install", plugin_id), self.installer.locked("install"):
             plan = self._resolve([requirement], operation="install")
-            return self._apply(plan, yes=yes, reason=f"install {requirement}")
+            # Asked for by name: no longer only a dependency, so it stays when its user goes.
+            wanted = normalize_id(plugin_id)
+            installed = self.installer.current().plugins.get(wanted)
+            promote = None
+            if installed is not None and not installed.explicit and plan.item(wanted) is None:
+                promote = {wanted: installed.replace(explicit=True)}
+            return self._apply(plan, yes=yes, reason=f"install {requirement}", changes=promote)
 
     def update(
         self, plugin_id: str | None = None, version: str | None = None, *, yes: bool = False
@@ -326,10 +332,13 @@ class Marketplace:
 
         spec = read_lock(Path(path))
         with self._operation("apply_lock", str(path)), self.installer.locked("apply lock"):
+            locked = {p.id for p in spec.plugins}
+            extra = [pid for pid in self.installer.current().plugins if pid not in locked]
             plan = self._resolve(
                 [f"{p.id}==={p.version}" for p in spec.plugins],
                 operation="apply_lock",
                 upgrade=True,
+                remove=extra,  # the set becomes exactly the lockfile's
             )
             plan = _pinned(plan, spec)
             self._apply(plan, yes=yes, reason=f"apply lock {path}")
@@ -375,27 +384,35 @@ class Marketplace:
     def _resolve(self, requests: Sequence[str], *, operation: str, **options: Any) -> Plan:
         from plugmarket.resolver import RegistryCatalog, resolve
 
-        resolution = resolve(
-            list(requests),
-            catalog=RegistryCatalog(self.registry),
-            installed=self.installer.current(),
-            settings=self.settings,
-            operation=operation,
-            **options,
-        )
+        with RegistryCatalog(self.registry) as catalog:
+            resolution = resolve(
+                list(requests),
+                catalog=catalog,
+                installed=self.installer.current(),
+                settings=self.settings,
+                operation=operation,
+                **options,
+            )
         return resolution.plan
 
-    def _apply(self, plan: Plan, *, yes: bool, reason: str) -> Plan:
+    def _apply(
+        self,
+        plan: Plan,
+        *,
+        yes: bool,
+        reason: str,
+        changes: Mapping[str, InstalledPlugin] | None = None,
+    ) -> Plan:
         if plan.needs_consent and not yes:
             raise ConsentRequired(
                 f"{plan.operation} needs your consent: {_summary(plan)}",
                 plan=plan,
                 hint="Review the plan, then run it again with yes=True (`--yes`).",
             )
-        if plan.empty:
+        if plan.empty and not changes:
             return plan
         started = time.perf_counter()
-        self.installer.apply(plan, self._fetch, reason=reason, live=self.live)
+        self.installer.apply(plan, self._fetch, reason=reason, live=self.live, changes=changes)
         self._mark_seen()
         self._record_stats(plan, time.perf_counter() - started)
         return plan

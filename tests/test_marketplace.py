@@ -237,3 +237,26 @@ def test_auto_update_applies_what_needs_no_new_consent_and_says_what_it_skipped(
     assert [(i.id, i.new_version) for i in plan.items] == [("quiet", "1.1")]
     assert any("greedy" in note for note in plan.skipped)
     assert {p.id: p.version for p in market.installed()} == {"quiet": "1.1", "greedy": "1.0"}
+
+
+def test_installing_a_dependency_by_name_keeps_it_when_its_user_goes(
+    market: Marketplace,
+) -> None:
+    market.install("csv-preview", yes=True)
+    market.install("table-kit", yes=True)  # already there as a dependency
+    assert next(p for p in market.installed() if p.id == "table-kit").explicit
+    market.uninstall("csv-preview")
+    assert [p.id for p in market.installed()] == ["table-kit"]
+
+
+def test_syncing_to_a_lockfile_makes_the_set_exactly_the_lockfiles(
+    market: Marketplace, tmp_path: Path
+) -> None:
+    market.install("units", "1.0.0", yes=True)
+    lock = tmp_path / "plugins.lock"
+    lock.write_bytes(market.lock())
+    market.install("todo", yes=True)
+    market.update("units")
+    market.apply_lock(lock, yes=True)
+    assert {p.id: p.version for p in market.installed()} == {"units": "1.0.0"}
+    assert set(loader.loaded()) == {"units"}
