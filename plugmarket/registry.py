@@ -257,7 +257,7 @@ class RegistryClient:
             limit=limit,
             offset=offset,
         )
-        return [self._hit(table.entries[row], table.labels[row], score) for row, score in rows]
+        return [self._hit(table.entry(row), table.labels[row], score) for row, score in rows]
 
     def details(self, plugin_id: str) -> PluginDetails:
         """The verified detail of ``plugin_id`` from the highest-priority registry carrying it.
@@ -374,7 +374,7 @@ class RegistryClient:
         return snap
 
     def _locate(self, plugin_id: str) -> tuple[RegistryState, Snapshot, tuple[str, ...]]:
-        if not isinstance(plugin_id, str) or not ID_PATTERN.match(plugin_id):
+        if not isinstance(plugin_id, str) or not ID_PATTERN.fullmatch(plugin_id):
             raise RegistryError(
                 f"{plugin_id!r} is not a plugin id, so no registry file is looked up for it",
                 hint="Plugin ids are 1-64 lower-case letters, digits and '-', such as 'csv-tools'.",

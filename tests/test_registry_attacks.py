@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from plugmarket._internal.registry_format import Artifact, PluginDetail
+from plugmarket._internal.registry_format import PluginDetail
 from plugmarket.errors import IntegrityError, RegistryError, SignatureError
 from tests.support.httpserver import LoopbackServer, endless, trickle
 from tests.support.registry import Clients, Clock, TestRegistry, make_registry
@@ -292,11 +292,16 @@ def test_artifact_url_on_another_origin_from_a_folder_registry(
 def test_detail_url_off_the_registry_attack(
     registry: TestRegistry, served: LoopbackServer, http_server: Serve, home: Path, clients: Clients
 ) -> None:
+    # Format 2 has no detail URL: a detail file is always plugins/<id>.json on the
+    # registry, so an index that names another place is malformed, whoever signed it.
     elsewhere = http_server(registry.root)
-    data = registry.detail_path("cell-timer").read_bytes()
-    pin = Artifact(url=elsewhere.url("plugins/cell-timer.json"), sha256=sha(data), size=len(data))
-    registry.rewrite(lambda e: replace(e, detail=pin) if e.id == "cell-timer" else e)
-    with pytest.raises(RegistryError, match="is not on the registry"):
+    index = registry.index_json()
+    plugins = index["plugins"]
+    assert isinstance(plugins, dict)
+    plugins["detail_url"] = [elsewhere.url(f"plugins/{pid}.json") for pid in plugins["id"]]
+    index["version"] = 99
+    registry.write_raw_index(index)
+    with pytest.raises(RegistryError, match=r"plugins\.detail_url is 'an unknown field'"):
         clients(registry.settings(home, served.url())).details("cell-timer")
     assert elsewhere.count() == 0
 
@@ -332,12 +337,15 @@ def test_path_id_attack_in_the_index(
     index = registry.index_json()
     plugins = index["plugins"]
     assert isinstance(plugins, dict)
-    plugins[bad_id] = dict(plugins["cell-timer"], detail={**plugins["cell-timer"]["detail"]})
-    plugins[bad_id]["detail"]["url"] = f"plugins/{bad_id}.json"
+    row = plugins["id"].index("cell-timer")
+    for column, values in plugins.items():  # a copy of cell-timer's row, first, as bad_id
+        for values_of in values.values() if column == "latest" else [values]:
+            values_of.insert(0, values_of[row])
+    plugins["id"][0] = bad_id
     index["version"] = 99
     registry.write_raw_index(index)  # validly signed by the registry's own key
     before = set(tmp_path.rglob("*"))
-    with pytest.raises(RegistryError, match="plugins key") as caught:
+    with pytest.raises(RegistryError, match=r"plugins\.id\[0\].*never a path") as caught:
         clients(registry.settings(home, served.url())).search("")
     assert caught.value.file == "index.json"
     assert set(tmp_path.rglob("*")) == before  # nothing written anywhere, cache included

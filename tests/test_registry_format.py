@@ -127,15 +127,27 @@ def assert_refused(data: bytes, *words: str, file: str = "index.json") -> Regist
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_refused(constant: str) -> None:
-    data = sample().index_bytes().replace(b'"rating":4.5', b'"rating":' + constant.encode())
+    data = sample().index_bytes().replace(b'"rating":[4.5', b'"rating":[' + constant.encode())
     assert_refused(data, constant)
 
 
 def test_duplicate_keys_are_refused_even_when_nested() -> None:
     top = b'{"version":1,' + sample().index_bytes()[1:]
     assert_refused(top, "'version'", "repeated")
-    nested = sample().index_bytes().replace(b'"downloads":10', b'"downloads":10,"downloads":99', 1)
-    assert_refused(nested, "'downloads'")
+    column = (
+        sample()
+        .index_bytes()
+        .replace(b'"downloads":[10,10]', b'"downloads":[10,10],"downloads":[9,9]')
+    )
+    assert_refused(column, "'downloads'", "repeated")
+    channel = sample().index_bytes().replace(b'"latest":{', b'"latest":{"stable":["9","9"],', 1)
+    assert_refused(channel, "'stable'", "repeated")
+
+
+def test_a_plugin_id_listed_twice_is_refused() -> None:
+    obj = index_obj()
+    obj["plugins"]["id"][1] = "csv-tools"  # a duplicate key in a format-1 index
+    assert_refused(dumps(obj), "plugins.id[1]", "'csv-tools'", "ascending order, each once")
 
 
 def test_a_byte_order_mark_is_refused() -> None:
@@ -151,18 +163,28 @@ def test_deep_nesting_is_refused_without_a_crash() -> None:
 
 
 def test_a_lone_surrogate_is_refused() -> None:
-    data = sample().index_bytes().replace(b'"summary":"The csv', b'"summary":"\\ud800The csv', 1)
-    assert_refused(data, "surrogate")
+    data = sample().index_bytes().replace(b'"summary":["The csv', b'"summary":["\\ud800The csv', 1)
+    assert_refused(data, "plugins.summary[0] (csv-tools)", "surrogate")
 
 
 def test_an_unknown_format_is_refused_with_an_upgrade_hint() -> None:
     obj = index_obj()
-    obj["format"] = 2
-    err = assert_refused(dumps(obj), "format 2")
+    obj["format"] = 3
+    err = assert_refused(dumps(obj), "format 3", "reads format 2")
     assert "Upgrade plugmarket" in err.hint
 
 
+def test_a_format_1_index_is_refused_with_a_rebuild_hint() -> None:
+    old = {"format": 1, "version": 1, "expires": "2030-01-01T00:00:00Z", "plugins": {}}
+    err = assert_refused(dumps({**old, "generated": "2029-01-01T00:00:00Z"}), "format 1")
+    assert "older plugmarket" in err.hint
+
+
 Mutation = Callable[[dict[str, Any]], object]
+
+
+def _set(column: str, row: int, value: object) -> Mutation:
+    return lambda o: o["plugins"][column].__setitem__(row, value)
 
 
 @pytest.mark.parametrize(
@@ -173,20 +195,38 @@ Mutation = Callable[[dict[str, Any]], object]
         (lambda o: o.update(version=0), ["version", ">= 1"]),
         (lambda o: o.update(expires="tomorrow"), ["expires", "'tomorrow'"]),
         (lambda o: o.update(expires="2024-05-01T12:00:00"), ["expires", "UTC time"]),
-        (lambda o: o.update(plugins=[]), ["plugins"]),
+        (lambda o: o.update(plugins=[]), ["plugins", "object"]),
         (lambda o: o.pop("generated"), ["generated", "missing"]),
         (lambda o: o.update(extra=1), ["extra", "unknown field"]),
-        (lambda o: o["plugins"]["csv-tools"].update(rating="5"), ["rating", "'5'"]),
-        (lambda o: o["plugins"]["csv-tools"].update(rating=7), ["rating", "0.0 to 5.0"]),
-        (lambda o: o["plugins"]["csv-tools"].update(downloads=-1), ["downloads"]),
-        (lambda o: o["plugins"]["csv-tools"].update(tags="csv"), ["tags", "list"]),
-        (lambda o: o["plugins"]["csv-tools"].update(tags=[1]), ["tags[0]"]),
-        (lambda o: o["plugins"]["csv-tools"].update(capabilities=["root"]), ["capabilities[0]"]),
-        (lambda o: o["plugins"]["csv-tools"]["latest"].update(stable="one"), ["latest.stable"]),
-        (lambda o: o["plugins"]["csv-tools"]["latest"].update(BETA="1.0"), ["channel"]),
-        (lambda o: o["plugins"]["csv-tools"]["detail"].update(size=True), ["detail.size"]),
-        (lambda o: o["plugins"]["csv-tools"]["detail"].update(sha256="ABC"), ["sha256"]),
-        (lambda o: o["plugins"]["csv-tools"].update(name="a\x00b"), ["name", "control"]),
+        (lambda o: o["plugins"].pop("tags"), ["plugins.tags", "missing"]),
+        (lambda o: o["plugins"].update(detail_url=["x", "y"]), ["detail_url", "unknown field"]),
+        (lambda o: o["plugins"]["name"].pop(), ["plugins.name", "a list of 1", "one per plugin"]),
+        (lambda o: o["plugins"].update(downloads={}), ["plugins.downloads", "'dict'"]),
+        (lambda o: o["plugins"].update(id="csv-tools"), ["plugins.id", "list"]),
+        (lambda o: o["plugins"]["id"].reverse(), ["plugins.id[1]", "ascending order"]),
+        (_set("rating", 0, "5"), ["plugins.rating[0] (csv-tools)", "'5'"]),
+        (_set("rating", 1, 7), ["plugins.rating[1] (json-view)", "0.0 to 5.0"]),
+        (_set("rating", 1, True), ["plugins.rating[1] (json-view)", "True"]),
+        (_set("downloads", 0, -1), ["plugins.downloads[0] (csv-tools)", ">= 0"]),
+        (_set("ratings_count", 0, 1.5), ["plugins.ratings_count[0]", "1.5"]),
+        (_set("tags", 0, "csv"), ["plugins.tags[0] (csv-tools)", "list"]),
+        (_set("tags", 1, [1]), ["plugins.tags[1][0] (json-view)", "string"]),
+        (_set("categories", 0, ["x"] * 257), ["plugins.categories[0] (csv-tools)", "at most 256"]),
+        (_set("capabilities", 0, ["root"]), ["plugins.capabilities[0][0] (csv-tools)"]),
+        (_set("updated", 1, "2024-05-01"), ["plugins.updated[1] (json-view)", "UTC time"]),
+        (_set("updated", 1, 1714564800), ["plugins.updated[1]", "UTC time"]),
+        (lambda o: o["plugins"]["latest"]["stable"].__setitem__(0, "one"), ["latest.stable[0]"]),
+        (
+            lambda o: o["plugins"]["latest"]["stable"].pop(),
+            ["plugins.latest.stable", "a list of 1"],
+        ),
+        (lambda o: o["plugins"]["latest"].update(BETA=["1.0", None]), ["channel", "'BETA'"]),
+        (lambda o: o["plugins"].update(latest=[]), ["plugins.latest", "object of channel"]),
+        (_set("detail_size", 0, True), ["plugins.detail_size[0] (csv-tools)", "True"]),
+        (_set("detail_sha256", 1, "ABC"), ["plugins.detail_sha256[1]", "hex"]),
+        (_set("detail_sha256", 1, "a" * 64 + "\n"), ["plugins.detail_sha256[1]", "hex"]),
+        (_set("name", 0, "a\x00b"), ["plugins.name[0] (csv-tools)", "control"]),
+        (_set("summary", 1, "x" * 70_000), ["plugins.summary[1]", "at most 65536"]),
     ],
 )
 def test_wrong_types_and_values_in_the_index_are_refused(
@@ -197,11 +237,19 @@ def test_wrong_types_and_values_in_the_index_are_refused(
     assert_refused(dumps(obj), *words)
 
 
-@pytest.mark.parametrize("bad_id", ["../x", "a/b", "A", "", "-x", "x" * 65, "x.json", "x\\y"])
-def test_an_index_key_that_is_not_an_id_is_refused(bad_id: str) -> None:
+@pytest.mark.parametrize(
+    "bad_id", ["../x", "a/b", "A", "", "-x", "x" * 65, "x.json", "x\\y", "x\n", 7, None]
+)
+def test_an_index_id_that_is_not_an_id_is_refused(bad_id: object) -> None:
     obj = index_obj()
-    obj["plugins"][bad_id] = obj["plugins"].pop("json-view")
-    assert_refused(dumps(obj), "plugins key", "never a path")
+    obj["plugins"]["id"][1] = bad_id
+    assert_refused(dumps(obj), "plugins.id[1]", "never a path")
+
+
+def test_a_time_in_another_zone_is_read_as_utc() -> None:
+    obj = index_obj()
+    obj["plugins"]["updated"][0] = "2024-05-01T14:00:00+02:00"
+    assert decode_index(dumps(obj)).plugins["csv-tools"].updated == NOW
 
 
 @pytest.mark.parametrize(
@@ -288,24 +336,23 @@ def test_a_long_found_value_is_shortened_in_the_message() -> None:
     assert len(str(err)) < 400
 
 
-def test_index_entries_without_optional_fields_decode_like_complete_ones() -> None:
-    obj = index_obj()
-    entry = obj["plugins"]["json-view"]
-    for key in ("categories", "tags", "rating", "ratings_count", "downloads", "capabilities"):
-        del entry[key]
-    index = decode_index(dumps(obj))
-    short = index.plugins["json-view"]
-    assert (short.categories, short.tags, short.rating, short.downloads) == ((), (), None, 0)
-    full = decode_index(sample().index_bytes()).plugins["csv-tools"]
-    assert index.plugins["csv-tools"] == full
+def test_an_empty_index_round_trips() -> None:
+    empty = RegistryState().index_bytes()
+    assert b'"id":[]' in empty and b'"latest":{}' in empty
+    index = decode_index(empty)
+    assert len(index.plugins) == 0 and fmt.encode_index(index) == empty
 
 
-def test_fast_and_careful_entry_decoders_agree() -> None:
-    from plugmarket._internal.json_fields import Fields
-
-    for plugin_id, value in index_obj()["plugins"].items():
-        fast = fmt._entry_fast(plugin_id, value)
-        assert fast is not None
-        careful = fmt._entry(Fields("r", fmt.INDEX_FILE), plugin_id, value)
-        assert fast == careful and hash(fast.detail) == hash(careful.detail)
-        assert repr(fast) == repr(careful)
+def test_entries_are_built_once_from_the_checked_columns() -> None:
+    index = decode_index(sample().index_bytes())
+    plugins = index.plugins
+    assert isinstance(plugins, fmt.IndexPlugins)
+    assert list(plugins) == ["csv-tools", "json-view"] and len(plugins) == 2
+    assert plugins["json-view"] is plugins["json-view"]
+    assert plugins.get("nope") is None and "nope" not in plugins and "csv-tools" in plugins
+    assert dict(plugins) == dict(sample().index().plugins)
+    with pytest.raises(KeyError):
+        plugins["nope"]
+    entry = plugins["json-view"]
+    assert dict(entry.latest) == {"stable": "0.3"}  # no beta: a null in the beta column
+    assert entry.tags == ("csv",) and isinstance(entry.categories, tuple)

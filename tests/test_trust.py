@@ -149,7 +149,8 @@ def test_bad_signature_tampered_index_bytes_are_refused() -> None:
     t = trusted()
     good = load(t, state_v1())
     state = state_v2()
-    tampered = state.index_bytes().replace(b'"downloads":10', b'"downloads":99')
+    tampered = state.index_bytes().replace(b'"downloads":[10', b'"downloads":[99')
+    assert tampered != state.index_bytes()
     with pytest.raises(SignatureError, match="does not match") as info:
         t.update_index(tampered, state.signature(KEY), now=NOW)
     assert info.value.registry == "demo" and info.value.file == "index.json.sig"
@@ -246,17 +247,19 @@ def test_mix_and_match_detail_from_an_older_state_is_refused() -> None:
 def test_mix_and_match_detail_of_another_plugin_is_refused() -> None:
     state = state_v1()
     state.details["json-view"] = detail("json-view", version_info("json-view", "1.0", b"j"))
-    # A registry pins json-view's file under csv-tools' entry: hashes match, the id does not.
+    # A registry pins json-view's file under csv-tools' entry (and serves it as
+    # plugins/csv-tools.json): hashes match, the id does not.
     index = state.index()
     entries = dict(index.plugins)
+    other = entries["json-view"].detail
     entries["csv-tools"] = fmt.IndexEntry(
         **{
             **entries["csv-tools"].__dict__,
-            "detail": entries["json-view"].detail,
+            "detail": fmt.Artifact(fmt.detail_path("csv-tools"), other.sha256, other.size),
             "latest": {"stable": "1.0"},
         }
     )
-    forged = fmt.encode_index(fmt.Index(1, 1, index.expires, index.generated, entries))
+    forged = fmt.encode_index(fmt.Index(fmt.FORMAT, 1, index.expires, index.generated, entries))
     t = trusted()
     t.update_index(forged, sign(forged, KEY), now=NOW)
     with pytest.raises(RegistryError, match=r"'json-view'.*expected 'csv-tools'"):
@@ -306,7 +309,7 @@ def test_detail_missing_the_version_the_index_names_as_latest_is_refused() -> No
     index = state.index()
     entry = index.plugins["csv-tools"]
     entries = {"csv-tools": fmt.IndexEntry(**{**entry.__dict__, "latest": {"stable": "3.0"}})}
-    forged = fmt.encode_index(fmt.Index(1, 2, index.expires, index.generated, entries))
+    forged = fmt.encode_index(fmt.Index(fmt.FORMAT, 2, index.expires, index.generated, entries))
     t = trusted()
     t.update_index(forged, sign(forged, KEY), now=NOW)
     with pytest.raises(RegistryError, match=r"no version 3\.0"):

@@ -5,8 +5,9 @@ generously (a BOM, ``NaN``/``Infinity``, duplicate keys, runaway nesting).
 :class:`Fields` checks one value at a time and raises a
 :class:`~plugmarket.errors.RegistryError` naming the registry, the file, the
 field, what was found and what was expected. The ``*_ok`` predicates are the
-cached fast checks the index decoder's hot path uses; every predicate is at
-least as strict as the matching :class:`Fields` method.
+cached fast checks the index decoder's bulk checks use; every predicate is at
+least as strict as the matching :class:`Fields` method. Patterns are applied
+with ``fullmatch``: a ``$`` anchor alone would let a trailing newline through.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from packaging.version import VERSION_PATTERN, InvalidVersion, Version
 
 from plugmarket.capabilities import parse_capability
 from plugmarket.errors import ManifestError, RegistryError
-from plugmarket.manifest import normalize_id, validate_id
+from plugmarket.manifest import ID_PATTERN, normalize_id, validate_id
 
 __all__ = [
     "BAD_TEXT",
@@ -115,13 +116,13 @@ def capability_ok(text: str) -> bool:
 @lru_cache(maxsize=4096)
 def version_ok(text: str) -> bool:
     """Whether ``text`` is a PEP 440 version (cached: registries repeat many)."""
-    return _VERSION.match(text) is not None
+    return _VERSION.fullmatch(text) is not None
 
 
 @lru_cache(maxsize=256)
 def channel_ok(text: str) -> bool:
     """Whether ``text`` is a valid channel name."""
-    return CHANNEL_PATTERN.match(text) is not None
+    return CHANNEL_PATTERN.fullmatch(text) is not None
 
 
 def parse_time(value: object) -> datetime | None:
@@ -220,10 +221,10 @@ class Fields:
         return parsed
 
     def plugin_id(self, where: str, value: object) -> str:
-        try:
-            return validate_id(value)
-        except ManifestError:
-            self.fail(where, value, "a plugin id (lower-case letters, digits, '-'; never a path)")
+        # fullmatch: ID_PATTERN's '$' would also accept a trailing newline.
+        if isinstance(value, str) and ID_PATTERN.fullmatch(value):
+            return value
+        self.fail(where, value, "a plugin id (lower-case letters, digits, '-'; never a path)")
 
     def version_text(self, where: str, value: object) -> str:
         if not isinstance(value, str) or not version_ok(value):
@@ -264,7 +265,7 @@ class Fields:
 
     def url(self, where: str, value: object) -> str:
         if isinstance(value, str) and len(value) <= 2048:
-            if RELATIVE_URL.match(value):
+            if RELATIVE_URL.fullmatch(value):
                 return value
             parts = urlsplit(value)
             if (
@@ -283,6 +284,6 @@ class Fields:
         )
 
     def sha256(self, where: str, value: object) -> str:
-        if not isinstance(value, str) or not SHA256.match(value):
+        if not isinstance(value, str) or not SHA256.fullmatch(value):
             self.fail(where, value, "64 lower-case hex digits")
         return value

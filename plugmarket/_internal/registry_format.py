@@ -1,18 +1,24 @@
 """The registry's files as typed values: strict decoding at the boundary, canonical encoding.
 
-A registry is static files: ``index.json`` (one summary per plugin, pinning each
-plugin's detail file by sha256 and size), ``plugins/<id>.json`` (every version,
-pinning each artifact by sha256 and size) and ``index.json.sig`` (see
-:mod:`plugmarket._internal.signing`). docs/registry-format.md describes every field.
+A registry is static files: ``index.json`` (every plugin's summary, as columns,
+pinning each plugin's detail file by sha256 and size), ``plugins/<id>.json``
+(every version, pinning each artifact by sha256 and size) and
+``index.json.sig`` (see :mod:`plugmarket._internal.signing`).
+docs/registry-format.md describes every field; this is format 2.
 
 Invariants:
 
-- Untrusted bytes are decoded once, here, into frozen dataclasses; nothing
-  further in sees a dict. Decoding is strict: a BOM, invalid UTF-8, ``NaN`` or
-  ``Infinity``, a duplicate key, an unknown field, a wrong type, an unknown
-  ``format`` or a plugin id that could become a path (``../x``, ``a/b``) is a
-  :class:`~plugmarket.errors.RegistryError` naming the registry, the file, the
-  field and what was found.
+- Untrusted bytes are decoded once, here, into frozen values; nothing further
+  in sees a dict. Decoding is strict: a BOM, invalid UTF-8, ``NaN`` or
+  ``Infinity``, a duplicate key or plugin id, an unknown field, a wrong type,
+  an unknown ``format`` or a plugin id that could become a path (``../x``,
+  ``a/b``) is a :class:`~plugmarket.errors.RegistryError` naming the registry,
+  the file, the field and what was found.
+- Every value of the index is checked when it is decoded
+  (:mod:`plugmarket._internal.index_columns`); the per-plugin
+  :class:`IndexEntry` objects are then built from the checked columns when
+  first asked for (:class:`IndexPlugins`), which cannot fail. A search over
+  10,000 plugins builds only the entries it shows.
 - Encoding is canonical (sorted keys, compact separators, UTF-8, a trailing
   newline), so the same registry state always gives the same bytes, and
   ``decode(encode(x)) == x``.
@@ -22,33 +28,25 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from plugmarket._internal.index_columns import IndexColumns, columns_json, decode_columns
 from plugmarket._internal.json_fields import (
-    BAD_TEXT,
     CHANNEL_PATTERN,
     MAX_ITEMS,
-    MAX_TEXT,
-    RELATIVE_URL,
-    SHA256,
     Fields,
-    capability_ok,
-    channel_ok,
     loads_strict,
-    parse_time,
-    version_ok,
 )
 from plugmarket.errors import RegistryError
-from plugmarket.manifest import ID_PATTERN, validate_id
+from plugmarket.manifest import validate_id
 
 __all__ = [
     "CHANNEL_PATTERN",
@@ -59,7 +57,9 @@ __all__ = [
     "STABLE",
     "Artifact",
     "Index",
+    "IndexColumns",
     "IndexEntry",
+    "IndexPlugins",
     "PluginDetail",
     "VersionInfo",
     "canonical_json",
@@ -69,11 +69,12 @@ __all__ = [
     "encode_detail",
     "encode_index",
     "format_time",
+    "index_columns",
     "loads_strict",
 ]
 
 #: The format version this plugmarket reads and writes.
-FORMAT = 1
+FORMAT = 2
 INDEX_FILE = "index.json"
 SIGNATURE_FILE = "index.json.sig"
 DETAIL_DIR = "plugins"
@@ -206,28 +207,26 @@ def _artifact(f: Fields, where: str, value: object) -> Artifact:
 def _format(f: Fields, obj: dict[str, Any]) -> int:
     value = obj["format"]
     if type(value) is not int or value != FORMAT:
+        older = type(value) is int and value < FORMAT
         raise RegistryError(
             f"registry {f.registry!r}: {f.file} has format {value!r}; "
             f"this plugmarket reads format {FORMAT}",
             registry=f.registry,
             file=f.file,
-            hint="Upgrade plugmarket, or ask the registry's maintainer which format it serves.",
+            hint="The registry was written by an older plugmarket; ask its maintainer to "
+            "rebuild it with a current one."
+            if older
+            else "Upgrade plugmarket, or ask the registry's maintainer which format it serves.",
         )
     return value
 
 
 _ARTIFACT = frozenset({"url", "sha256", "size"})
 _INDEX = frozenset({"format", "version", "expires", "generated", "plugins"})
-_ENTRY = frozenset({"name", "summary", "latest", "updated", "detail"})
-_ENTRY_OPT = frozenset(
-    {"categories", "tags", "rating", "ratings_count", "downloads", "capabilities"}
-)
-_ENTRY_ALL = _ENTRY | _ENTRY_OPT
-_ENTRY_COUNT = len(_ENTRY_ALL)
 
 
 def decode_index(data: bytes, *, registry: str) -> Index:
-    """Decode ``index.json`` bytes into an :class:`Index`.
+    """Decode ``index.json`` bytes into an :class:`Index`, checking every value.
 
     Args:
         data: The file's bytes, exactly as served.
@@ -240,99 +239,91 @@ def decode_index(data: bytes, *, registry: str) -> Index:
     f = Fields(registry, INDEX_FILE)
     obj = f.obj("the index", loads_strict(data, registry=registry, file=INDEX_FILE), _INDEX)
     fmt = _format(f, obj)
-    raw_plugins = obj["plugins"]
-    if not isinstance(raw_plugins, dict):
-        f.fail("plugins", type(raw_plugins).__name__, "an object of plugin id -> summary")
-    plugins: dict[str, IndexEntry] = {}
-    for key in sorted(raw_plugins):
-        value = raw_plugins[key]
-        if type(key) is not str or not ID_PATTERN.match(key):
-            f.plugin_id(f"plugins key {key!r}", key)
-        plugins[key] = _entry_fast(key, value) or _entry(f, key, value)
-    return Index(
-        format=fmt,
-        version=f.integer("version", obj["version"], minimum=1),
-        expires=f.time("expires", obj["expires"]),
-        generated=f.time("generated", obj["generated"]),
-        plugins=MappingProxyType(plugins),
-    )
+    version = f.integer("version", obj["version"], minimum=1)
+    expires = f.time("expires", obj["expires"])
+    generated = f.time("generated", obj["generated"])
+    plugins = IndexPlugins(decode_columns(f, obj["plugins"]))
+    return Index(format=fmt, version=version, expires=expires, generated=generated, plugins=plugins)
 
 
-def _entry_fast(plugin_id: str, v: Any) -> IndexEntry | None:
-    """The index's hot path: an entry from a well-formed value, or None to check it slowly.
+class IndexPlugins(Mapping[str, IndexEntry]):
+    """A decoded index's plugins: checked columns, each :class:`IndexEntry` built on first use.
 
-    Every test here is at least as strict as :func:`_entry`'s, so None only
-    means "let the careful checker accept it or say precisely what is wrong"
-    (an entry that leaves optional fields out, say).
-    (JSON object keys are always strings, so ``latest``'s keys need no type check.)
+    Every value was checked when the index was decoded, so building an entry
+    cannot fail; an entry, once built, is kept, so it is the same object each
+    time. ``columns`` serves whoever needs every plugin at once (the search
+    table) without building 10,000 objects.
     """
-    # publish writes every field, so a canonical entry has exactly _ENTRY_ALL.
-    if type(v) is not dict or len(v) != _ENTRY_COUNT or v.keys() != _ENTRY_ALL:
-        return None
-    name, summary, latest, detail = v["name"], v["summary"], v["latest"], v["detail"]
-    cats, tags, caps = v["categories"], v["tags"], v["capabilities"]
-    rating, count, downloads = v["rating"], v["ratings_count"], v["downloads"]
-    if not (
-        type(name) is str
-        and type(summary) is str
-        and type(cats) is list
-        and type(tags) is list
-        and type(caps) is list
-        and type(latest) is dict
-        and type(detail) is dict
-        and type(count) is int
-        and type(downloads) is int
-        and count >= 0
-        and downloads >= 0
-        and len(cats) <= MAX_ITEMS
-        and len(tags) <= MAX_ITEMS
-        and len(caps) <= MAX_ITEMS
-        and len(latest) <= MAX_ITEMS
-        and (rating is None or (type(rating) in (int, float) and 0 <= rating <= 5))
-        and all(map(isinstance, cats, repeat(str)))
-        and all(map(isinstance, tags, repeat(str)))
-        and all(map(isinstance, caps, repeat(str)))
-        and all(map(capability_ok, caps))
-        and all(map(channel_ok, latest))
-        and all(map(isinstance, latest.values(), repeat(str)))
-        and all(map(version_ok, latest.values()))
-        and detail.keys() == _ARTIFACT
-    ):
-        return None
-    url, sha, size = detail["url"], detail["sha256"], detail["size"]
-    if not (
-        type(url) is str
-        and type(sha) is str
-        and type(size) is int
-        and size >= 0
-        and RELATIVE_URL.match(url)
-        and SHA256.match(sha)
-    ):
-        return None
-    joined = "\n".join((name, summary, *cats, *tags))
-    if len(joined) > MAX_TEXT or BAD_TEXT.search(joined):
-        return None
-    updated = parse_time(v["updated"])
-    if updated is None:
-        return None
-    artifact = _built(Artifact, {"url": url, "sha256": sha, "size": size})
-    return _built(
-        IndexEntry,
-        {
-            "id": plugin_id,
-            "name": name,
-            "summary": summary,
-            "latest": MappingProxyType(latest),
-            "categories": tuple(cats),
-            "tags": tuple(tags),
-            "rating": None if rating is None else float(rating),
-            "ratings_count": count,
-            "downloads": downloads,
-            "capabilities": tuple(caps),
-            "updated": updated,
-            "detail": artifact,
-        },
-    )
+
+    __slots__ = ("_built", "_rows", "columns")
+
+    def __init__(self, columns: IndexColumns) -> None:
+        self.columns = columns
+        self._rows = dict(zip(columns.ids, range(len(columns.ids)), strict=True))
+        self._built: dict[str, IndexEntry] = {}
+
+    def __getitem__(self, plugin_id: str) -> IndexEntry:
+        entry = self._built.get(plugin_id)
+        if entry is None:
+            entry = self._built.setdefault(plugin_id, self._entry(self._rows[plugin_id]))
+        return entry
+
+    @overload
+    def get(self, plugin_id: str, /) -> IndexEntry | None: ...
+    @overload
+    def get(self, plugin_id: str, /, default: IndexEntry | _T) -> IndexEntry | _T: ...
+
+    def get(self, plugin_id: str, default: object = None) -> object:
+        """The entry of ``plugin_id``, or ``default`` if the index has no such plugin."""
+        return self[plugin_id] if plugin_id in self._rows else default
+
+    def __contains__(self, plugin_id: object) -> bool:
+        return plugin_id in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns.ids)
+
+    def __len__(self) -> int:
+        return len(self.columns.ids)
+
+    def __repr__(self) -> str:
+        return f"<IndexPlugins: {len(self)} plugins>"
+
+    def _entry(self, row: int) -> IndexEntry:
+        c = self.columns
+        plugin_id = c.ids[row]
+        detail = _built(
+            Artifact,
+            {
+                "url": detail_path(plugin_id),
+                "sha256": c.detail_sha256[row],
+                "size": c.detail_sizes[row],
+            },
+        )
+        return _built(
+            IndexEntry,
+            {
+                "id": plugin_id,
+                "name": c.names[row],
+                "summary": c.summaries[row],
+                "latest": MappingProxyType(c.latest_of(row)),
+                "categories": tuple(c.categories[row]),
+                "tags": tuple(c.tags[row]),
+                "rating": c.ratings[row],
+                "ratings_count": c.ratings_counts[row],
+                "downloads": c.downloads[row],
+                "capabilities": tuple(c.capabilities[row]),
+                "updated": c.updated[row],
+                "detail": detail,
+            },
+        )
+
+
+def index_columns(plugins: Mapping[str, IndexEntry]) -> IndexColumns:
+    """The plugins of an index as columns: kept by a decoded index, computed for a built one."""
+    if isinstance(plugins, IndexPlugins):
+        return plugins.columns
+    return IndexColumns.from_entries(plugins)
 
 
 _T = TypeVar("_T")
@@ -341,41 +332,13 @@ _T = TypeVar("_T")
 def _built(cls: type[_T], values: dict[str, Any]) -> _T:
     """An instance of a frozen dataclass without its generated ``__init__``.
 
-    That ``__init__`` sets each field through ``object.__setattr__`` (about 2 us a
-    field), which was a third of decoding a 10,000-plugin index. Only for the
-    index's hot path, with every field given and already checked; equality,
+    That ``__init__`` sets each field through ``object.__setattr__``. Only for
+    entries built from checked columns, with every field given; equality,
     hashing and repr are the dataclass's own.
     """
     obj = object.__new__(cls)
     obj.__dict__.update(values)
     return obj
-
-
-def _entry(f: Fields, plugin_id: str, value: object) -> IndexEntry:
-    where = f"plugins[{plugin_id!r}]"
-    obj = f.obj(where, value, _ENTRY, _ENTRY_OPT)
-    raw_latest = obj["latest"]
-    if not isinstance(raw_latest, dict) or len(raw_latest) > MAX_ITEMS:
-        f.fail(f"{where}.latest", raw_latest, "an object of channel -> version")
-    latest = {
-        f.channel(f"{where}.latest key", ch): f.version_text(f"{where}.latest.{ch}", v)
-        for ch, v in sorted(raw_latest.items())
-    }
-    rating = obj.get("rating")
-    return IndexEntry(
-        id=plugin_id,
-        name=f.text(f"{where}.name", obj["name"]),
-        summary=f.text(f"{where}.summary", obj["summary"]),
-        latest=MappingProxyType(latest),
-        categories=f.texts(f"{where}.categories", obj.get("categories", [])),
-        tags=f.texts(f"{where}.tags", obj.get("tags", [])),
-        rating=None if rating is None else f.number(f"{where}.rating", rating, 0.0, 5.0),
-        ratings_count=f.integer(f"{where}.ratings_count", obj.get("ratings_count", 0)),
-        downloads=f.integer(f"{where}.downloads", obj.get("downloads", 0)),
-        capabilities=f.capabilities(f"{where}.capabilities", obj.get("capabilities", [])),
-        updated=f.time(f"{where}.updated", obj["updated"]),
-        detail=_artifact(f, f"{where}.detail", obj["detail"]),
-    )
 
 
 _DETAIL = frozenset({"format", "id", "versions"})
@@ -473,30 +436,14 @@ def _artifact_json(a: Artifact) -> dict[str, Any]:
 
 
 def encode_index(index: Index) -> bytes:
-    """The canonical bytes of ``index.json`` for ``index``."""
-    plugins = {
-        pid: {
-            "name": e.name,
-            "summary": e.summary,
-            "latest": dict(e.latest),
-            "categories": list(e.categories),
-            "tags": list(e.tags),
-            "rating": e.rating,
-            "ratings_count": e.ratings_count,
-            "downloads": e.downloads,
-            "capabilities": list(e.capabilities),
-            "updated": format_time(e.updated),
-            "detail": _artifact_json(e.detail),
-        }
-        for pid, e in index.plugins.items()
-    }
+    """The canonical bytes of ``index.json`` for ``index`` (format 2: plugins as columns)."""
     return canonical_json(
         {
             "format": index.format,
             "version": index.version,
             "expires": format_time(index.expires),
             "generated": format_time(index.generated),
-            "plugins": plugins,
+            "plugins": columns_json(index_columns(index.plugins), format_time),
         }
     )
 

@@ -2,10 +2,13 @@
 
 The registry client builds one :class:`SearchTable` per set of trusted
 indexes (rebuilt only when an index changes, never per search) and asks it
-for ranked rows. The table keeps, per plugin, one lower-cased search text
-(id, name, tags and summary) and all texts joined into one string, so that
-finding the plugins that contain a word is a scan in C (``str.find``) plus a
-binary search per hit, not a Python loop over every plugin.
+for ranked rows. The table works on the indexes' columns
+(:class:`~plugmarket._internal.index_columns.IndexColumns`), so building it
+makes no per-plugin object; an :class:`IndexEntry` is built only for a row
+that is shown. It keeps, per plugin, one lower-cased search text (id, name,
+tags and summary) and all texts joined into one string, so that finding the
+plugins that contain a word is a scan in C (``str.find``) plus a binary search
+per hit, not a Python loop over every plugin.
 
 Matching: the query is split into words (letters and digits); a plugin
 matches when every word occurs in its id, name, tags or summary.
@@ -36,11 +39,13 @@ from __future__ import annotations
 import heapq
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from itertools import accumulate
 from typing import Any
 
-from plugmarket._internal.registry_format import Index, IndexEntry
+from plugmarket._internal.index_columns import IndexColumns
+from plugmarket._internal.registry_format import Index, IndexEntry, index_columns
 from plugmarket.capabilities import Grants, parse_capability
 from plugmarket.errors import ManifestError
 
@@ -67,31 +72,31 @@ class SearchTable:
     """
 
     def __init__(self, sources: Sequence[tuple[str, Index]]) -> None:
-        entries: list[IndexEntry] = []
-        labels: list[str] = []
-        seen: set[str] = set()
-        for label, index in sources:
-            if len(sources) == 1:
-                entries.extend(index.plugins.values())
-                labels.extend([label] * len(index.plugins))
-                break
-            for plugin_id, entry in index.plugins.items():
-                if plugin_id not in seen:
-                    seen.add(plugin_id)
-                    entries.append(entry)
-                    labels.append(label)
-        if len(sources) > 1:
-            order = sorted(range(len(entries)), key=lambda row: entries[row].id)
-            entries = [entries[row] for row in order]
-            labels = [labels[row] for row in order]
+        parts = [(label, index.plugins, index_columns(index.plugins)) for label, index in sources]
+        if len(parts) == 1:
+            label, plugins, cols = parts[0]
+            self.labels: list[str] = [label] * len(cols)
+            self._plugins: list[Mapping[str, IndexEntry]] = [plugins]
+            self._source: list[int] | None = None  # row -> part; None: all from the only one
+            self._cols: _Columns = cols
+        else:
+            # One row per id, from the first (highest-priority) index carrying it, in id order.
+            first: dict[str, tuple[int, int]] = {}
+            for part, (_, _, cols) in enumerate(parts):
+                for row, plugin_id in enumerate(cols.ids):
+                    first.setdefault(plugin_id, (part, row))
+            picks = [first[plugin_id] for plugin_id in sorted(first)]
+            self.labels = [parts[part][0] for part, _ in picks]
+            self._plugins = [plugins for _, plugins, _ in parts]
+            self._source = [part for part, _ in picks]
+            self._cols = _Merged([cols for _, _, cols in parts], picks)
+        table = self._cols
         # Rows are in id order, so the row number breaks ties by id.
-        self.entries = entries
-        self.labels = labels
-        self._ids = [e.id for e in entries]
-        self._neg_downloads = [-e.downloads for e in entries]
+        self._ids = table.ids
+        self._neg_downloads = [-d for d in table.downloads]
         self._texts = [
-            f"{e.id}{_FIELD}{e.name}{_FIELD}{' '.join(e.tags)}{_FIELD}{e.summary}".casefold()
-            for e in entries
+            f"{i}{_FIELD}{n}{_FIELD}{' '.join(t)}{_FIELD}{s}".casefold()
+            for i, n, t, s in zip(table.ids, table.names, table.tags, table.summaries, strict=True)
         ]
         self._joined = _SEP.join(self._texts)
         # starts[i] is where plugin i's text begins in the joined string; one sentinel at the end.
@@ -99,8 +104,13 @@ class SearchTable:
         self._row_words: dict[int, str] = {}  # filled as rows are first scored
         self._orders: dict[str, list[int]] = {}
 
+    def entry(self, row: int) -> IndexEntry:
+        """The index entry of ``row`` (built on first use)."""
+        part = 0 if self._source is None else self._source[row]
+        return self._plugins[part][self._ids[row]]
+
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self._ids)
 
     def search(
         self,
@@ -121,20 +131,20 @@ class SearchTable:
             indexes :attr:`entries` and :attr:`labels`.
         """
         words = query_words(query)
-        keep = _filter(category, tags, capabilities, min_rating)
+        keep = _filter(self._cols, category, tags, capabilities, min_rating)
         want = offset + limit
         if not words:
             rows: Iterable[int] = self._order("downloads" if sort == "relevance" else sort)
             page: list[tuple[int, int]] = []
             for row in rows:
-                if keep is None or keep(self.entries[row]):
+                if keep is None or keep(row):
                     page.append((row, 0))
                     if len(page) >= want:
                         break
             return page[offset:]
         matched = self._match(words)
         if keep is not None:
-            matched = [row for row in matched if keep(self.entries[row])]
+            matched = [row for row in matched if keep(row)]
         if sort == "relevance":
             ranked = self._scored(matched, words)
             top = heapq.nsmallest(want, ranked) if len(ranked) > 4 * want else sorted(ranked)
@@ -208,10 +218,10 @@ class SearchTable:
 
     def _words_of(self, row: int) -> str:
         """`` name words \x1f tag words \x1f summary words ``, each word between spaces."""
-        entry = self.entries[row]
+        cols = self._cols
         text = _FIELD.join(
             f" {' '.join(_WORD.findall(field.casefold()))} "
-            for field in (entry.name, " ".join(entry.tags), entry.summary)
+            for field in (cols.names[row], " ".join(cols.tags[row]), cols.summaries[row])
         )
         self._row_words[row] = text
         return text
@@ -222,9 +232,7 @@ class SearchTable:
         """Every row in ``sort`` order (computed once per table and sort)."""
         order = self._orders.get(sort)
         if order is None:
-            key = _SORT_KEYS[sort]
-            entries = self.entries
-            order = sorted(range(len(entries)), key=lambda row: key(entries[row]))
+            order = sorted(range(len(self._ids)), key=_sort_key(self._cols, sort))
             self._orders[sort] = order
         return order
 
@@ -232,50 +240,83 @@ class SearchTable:
         """``rank[row]``: the row's position in ``sort`` order."""
         cached = self._orders.get(f"rank:{sort}")
         if cached is None:
-            cached = [0] * len(self.entries)
+            cached = [0] * len(self._ids)
             for position, row in enumerate(self._order(sort)):
                 cached[row] = position
             self._orders[f"rank:{sort}"] = cached
         return cached
 
 
-_SORT_KEYS: dict[str, Callable[[IndexEntry], tuple[Any, ...]]] = {
-    "downloads": lambda e: (-e.downloads, e.id),
-    "rating": lambda e: (
-        e.rating is None,
-        -(e.rating or 0.0),
-        -e.ratings_count,
-        -e.downloads,
-        e.id,
-    ),
-    "updated": lambda e: (-e.updated.timestamp(), e.id),
-    "name": lambda e: (e.name.casefold(), e.id),
-}
+def _sort_key(cols: _Columns, sort: str) -> Callable[[int], tuple[Any, ...]]:
+    """The key that sorts rows for ``sort`` (ties broken by id)."""
+    ids = cols.ids
+    if sort == "downloads":
+        downloads = cols.downloads
+        return lambda row: (-downloads[row], ids[row])
+    if sort == "rating":
+        ratings, counts, downloads = cols.ratings, cols.ratings_counts, cols.downloads
+        return lambda row: (
+            ratings[row] is None,
+            -(ratings[row] or 0.0),
+            -counts[row],
+            -downloads[row],
+            ids[row],
+        )
+    if sort == "updated":
+        updated = cols.updated
+        return lambda row: (-updated[row].timestamp(), ids[row])
+    names = cols.names
+    return lambda row: (names[row].casefold(), ids[row])
 
 
 def _filter(
+    cols: _Columns,
     category: str | None,
     tags: Iterable[str],
     capabilities: Iterable[str] | None,
     min_rating: float | None,
-) -> Callable[[IndexEntry], bool] | None:
-    """One predicate for every filter given, or None when there is none."""
+) -> Callable[[int], bool] | None:
+    """One predicate on rows for every filter given, or None when there is none."""
     wanted_tags = {t.casefold() for t in tags}
     cat = category.casefold() if category else None
     grants = None if capabilities is None else Grants(capabilities)
     if cat is None and not wanted_tags and grants is None and min_rating is None:
         return None
 
-    def keep(entry: IndexEntry) -> bool:
-        if cat is not None and cat not in {c.casefold() for c in entry.categories}:
+    def keep(row: int) -> bool:
+        if cat is not None and cat not in {c.casefold() for c in cols.categories[row]}:
             return False
-        if wanted_tags and not wanted_tags <= {t.casefold() for t in entry.tags}:
+        if wanted_tags and not wanted_tags <= {t.casefold() for t in cols.tags[row]}:
             return False
-        if min_rating is not None and (entry.rating is None or entry.rating < min_rating):
+        rating = cols.ratings[row]
+        if min_rating is not None and (rating is None or rating < min_rating):
             return False
-        return grants is None or _within(grants, entry.capabilities)
+        return grants is None or _within(grants, cols.capabilities[row])
 
     return keep
+
+
+class _Merged:
+    """The columns of several indexes, one row per pick ``(index, row)``: read as one index."""
+
+    def __init__(self, parts: list[IndexColumns], picks: list[tuple[int, int]]) -> None:
+        def gather(name: str) -> list[Any]:
+            columns = [getattr(part, name) for part in parts]
+            return [columns[part][row] for part, row in picks]
+
+        self.ids: Sequence[str] = gather("ids")
+        self.names: Sequence[str] = gather("names")
+        self.summaries: Sequence[str] = gather("summaries")
+        self.tags: Sequence[Sequence[str]] = gather("tags")
+        self.categories: Sequence[Sequence[str]] = gather("categories")
+        self.capabilities: Sequence[Sequence[str]] = gather("capabilities")
+        self.ratings: Sequence[float | None] = gather("ratings")
+        self.ratings_counts: Sequence[int] = gather("ratings_counts")
+        self.downloads: Sequence[int] = gather("downloads")
+        self.updated: Sequence[datetime] = gather("updated")
+
+
+_Columns = IndexColumns | _Merged
 
 
 def _within(grants: Grants, requested: Sequence[str]) -> bool:

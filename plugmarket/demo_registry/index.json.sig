@@ -1,1 +1,1 @@
-{"signatures":[{"keyid":"74b982f892b7209c","sig":"lmjbvOF7SCpcfBIYwq6VxEkyG2E6RJrsThopi3B3fYd+5mm8+A8u/VstIFQevJfAXcH1uN3UoGYHp41eyeaJAw=="}]}
+{"signatures":[{"keyid":"74b982f892b7209c","sig":"ZteP49sxOeI+l5TogHTV9VBkdkKsJOKyAxoea+F4pv0AAy8EQTc++crOuPxu/jgpdRTdyYeypoFoPzw1EqRtBw=="}]}
