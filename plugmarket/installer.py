@@ -13,7 +13,10 @@ verify new artifacts (sha256, size) and put them in the store -> write the
 next generation's file -> swap the live plugins (when asked) -> switch
 ``current`` (temp + fsync + rename) -> prune old generations and collect
 unreferenced store entries -> remove the journal. History only grows: a
-rollback is a new generation holding an older set.
+rollback is a new generation holding an older set. Waits that do not depend
+on each other overlap (the journal's fsyncs with the downloads, unpacking with
+the next download, the last fsyncs with the live swap); every rename still
+waits for all it relies on (docs/decisions/0008-transactions.md).
 
 Invariants:
 
@@ -33,22 +36,30 @@ Every step has a name; ``PLUGMARKET_FAULT=<step>`` kills the process there
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from packaging.version import InvalidVersion, Version
 
-from plugmarket._internal import journal, recovery
+from plugmarket._internal import durable, journal, recovery
 from plugmarket._internal.generations import Generations
 from plugmarket._internal.installed import Generation, InstalledPlugin
 from plugmarket._internal.journal import Faults, Journal
 from plugmarket._internal.locking import HomeLock
 from plugmarket._internal.recovery import CheckProblem, CheckReport
-from plugmarket._internal.store import SHA256, Store, artifact_name, check_artifact, remove_tree
+from plugmarket._internal.store import (
+    SHA256,
+    Staged,
+    Store,
+    artifact_name,
+    check_artifact,
+    remove_tree,
+)
 from plugmarket.errors import InstallError, IntegrityError, PlugmarketError
 from plugmarket.plan import Plan, PlanItem
 
@@ -108,8 +119,11 @@ class Installer:
         if journal.pending(self.home):
             faults_now = Faults(faults)
             try:
-                with self.lock.hold("recover"):
-                    self.recovered = self._recover(faults_now)
+                # A process holding the lock is alive, and recovers first if it
+                # goes on to a transaction; readers need no recovery: never wait.
+                with self.lock.attempt("recover") as held:
+                    if held:
+                        self.recovered = self._recover(faults_now)
             except InstallError as exc:
                 self.recovery_error = exc
                 log.warning("could not recover the plugmarket home: %s", exc)
@@ -205,7 +219,6 @@ class Installer:
                     sha = item.sha256.lower()
                     if sha not in needed and not self.store.has(sha):
                         needed[sha] = item
-            bodies = {sha: self._download(item, fetch) for sha, item in needed.items()}
 
             def build() -> dict[str, InstalledPlugin]:
                 plugins = dict(old.plugins)
@@ -225,9 +238,16 @@ class Installer:
                     plugins[plugin_id] = plugin
                 return plugins
 
-            artifacts = {sha: (bodies[sha], needed[sha]) for sha in needed}
             return self._commit(
-                faults, plan.operation or "apply", old, build, old.number, reason, live, artifacts
+                faults,
+                plan.operation or "apply",
+                old,
+                build,
+                old.number,
+                reason,
+                live,
+                needed,
+                fetch,
             )
 
     def rollback(self, *, live: LiveSet | None = None) -> Generation:
@@ -329,38 +349,95 @@ class Installer:
         parent: int | None,
         reason: str,
         live: LiveSet | None,
-        artifacts: Mapping[str, tuple[bytes, PlanItem]],
+        needed: Mapping[str, PlanItem] | None = None,
+        fetch: Callable[[PlanItem], bytes] | None = None,
     ) -> Generation:
+        """Steps 2-9 of a transaction (docs/decisions/0008-transactions.md).
+
+        Independent waits overlap, each rename still waiting for all it relies
+        on: the journal's fsyncs run while the first artifact downloads; each
+        artifact is unpacked (and fsynced) in a temporary store folder while the
+        next one downloads; the store folder's fsync runs with the generation
+        file's, and the generation folder's and the staged ``current``'s with
+        the live swap.
+        """
+        needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
-        entry = Journal.begin(op, old.number, new_number, tuple(artifacts))
-        self._write_journal(entry.at("store" if artifacts else "generation"), faults)
-        swapped = False
+        entry = Journal.begin(op, old.number, new_number, tuple(needed))
+        if needed:  # what an interrupted unpacking left goes first
+            for debris in self.store.debris():
+                remove_tree(debris)
+        started: list[Future[Any]] = []  # every job, waited for before any undo
+        fetching = swapped = False
         try:
-            for i, (sha, (data, item)) in enumerate(artifacts.items(), 1):
-                name = artifact_name(item.url, data, item.id)
-                unpacked = functools.partial(faults, f"artifact-unpacked:{i}")
-                self.store.put(sha, data, name, where=item.url or item.id, before_rename=unpacked)
+            journaled = self._start_journal(entry.at("store" if needed else "generation"), faults)
+            started.append(journaled)
+            staging: list[Future[Staged]] = []
+            for sha, item in needed.items():
+                fetching = True
+                data = self._download(item, cast("Callable[[PlanItem], bytes]", fetch))
+                fetching = False
+                name, where = artifact_name(item.url, data, item.id), item.url or item.id
+                stage = partial(self.store.stage, sha, data, name, where=where)
+                staging.append(durable.submit(stage))
+                started.append(staging[-1])
+            durable.gather([journaled])
+            faults("journal-written")
+            for i, staged in enumerate(durable.gather(staging), 1):
+                faults(f"artifact-unpacked:{i}")
+                self.store.place(staged)
                 faults(f"artifact-stored:{i}")
             generation = Generation(new_number, build(), parent=parent, reason=reason)
-            if artifacts:
-                journal.write(self.home, entry.at("generation"), durable=False)
-            self.gens.write(generation, fault=faults)
+            durable.gather(
+                [durable.submit(self.store.sync_root)] if needed else [],
+                first=partial(self.gens.stage, generation),
+            )
+            faults("generation-temp-written")
+            self.gens.publish(new_number)
             faults("generation-written")
+            started += [
+                durable.submit(self.gens.sync_folder),
+                durable.submit(partial(self.gens.stage_switch, new_number)),
+            ]
             if live is not None:
                 live.sync(generation, self.files)
                 swapped = True
+            durable.gather(started[-2:])
+            if live is not None:
                 faults("live-swapped")
-            journal.write(self.home, entry.at("switch"), durable=False)
-            self.gens.switch(new_number, fault=faults)
+            faults("current-temp-written")
+            self.gens.publish_switch()
             faults("current-switched")
         except BaseException as exc:
+            wait(started)  # nothing may still be writing when the undo removes debris
             if self._current_or_none() != new_number:
                 self._undo(entry, old, live if swapped else None, exc)
-                if isinstance(exc, OSError):
+                if isinstance(exc, OSError) and not fetching:
                     raise _write_error(self.home, exc, op) from exc
                 raise
         self._finish(entry, faults)
         return generation
+
+    def _start_journal(self, entry: Journal, faults: Faults) -> Future[None]:
+        """Write the journal's temporary file here; fsync and rename it on the job pool.
+
+        Raises:
+            InstallError: the home cannot be written (nothing is left behind).
+        """
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            journal.write_temp(self.home, entry)
+        except OSError as exc:
+            journal.remove(self.home)
+            raise _write_error(self.home, exc, entry.op) from exc
+
+        def commit() -> None:
+            try:
+                journal.commit_temp(self.home, fault=faults)
+            except OSError as exc:
+                raise _write_error(self.home, exc, entry.op) from exc
+
+        return durable.submit(commit)
 
     def _switch(
         self, faults: Faults, old: Generation, number: int, live: LiveSet | None, op: str
@@ -383,7 +460,7 @@ class Installer:
             )
         plugins = dict(target.plugins)
         reason = f"{'rollback' if op == 'rollback' else 'switch'} to {number}"
-        return self._commit(faults, op, old, lambda: plugins, target.parent, reason, live, {})
+        return self._commit(faults, op, old, lambda: plugins, target.parent, reason, live)
 
     def _write_journal(self, entry: Journal, faults: Faults) -> None:
         try:
@@ -409,7 +486,7 @@ class Installer:
             self.gens.remove(entry.new)
             for sha in entry.created:
                 self.store.remove(sha)
-            for debris in self.store.debris():
+            for debris in [*self.store.debris(), *self.gens.debris()]:
                 remove_tree(debris)
             journal.remove(self.home)
         except OSError as exc:
@@ -422,7 +499,6 @@ class Installer:
         """After the switch: prune, collect, commit. Failures here are recovered later."""
         try:
             if len(self.gens.numbers()) > self.keep:
-                journal.write(self.home, entry.at("prune"), durable=False)
                 recovery.prune(self.gens, self.keep)
                 faults("generations-pruned")
                 recovery.collect(self.store, self.gens)

@@ -457,3 +457,84 @@ def test_a_holder_killed_with_sigkill_leaves_no_stale_lock(
     assert inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="1").number == 1
     info = json.loads((home / "lock.info").read_text())
     assert info["pid"] == os.getpid()
+
+
+def test_a_download_that_fails_after_the_journal_leaves_nothing_and_keeps_its_error(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="install")
+    before = tree(home)
+
+    def second_is_gone(item: PlanItem) -> bytes:
+        if item.id == "gamma":
+            raise FileNotFoundError(item.url)  # the fetcher's own error, not the home's
+        return fetch(item)
+
+    plan = Plan("install", (arts["beta-1"].add(), arts["gamma-1"].add()))
+    with pytest.raises(FileNotFoundError):
+        inst.apply(plan, second_is_gone, reason="install")
+    assert tree(home) == before and not journal.pending(home)
+    assert _versions(inst.current()) == {"alpha": "1.0"} and inst.check().problems == ()
+
+
+def test_a_refused_archive_beside_one_being_unpacked_leaves_nothing_behind(
+    tmp_path: Path, home: Path, arts: dict[str, Artifact]
+) -> None:
+    import hashlib
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("slip/__init__.py", "__plugin__ = {'id': 'slip', 'version': '1'}\n")
+        zf.writestr("slip/../../escape.py", "x = 1\n")
+    path = tmp_path / "slip-1.zip"
+    path.write_bytes(buffer.getvalue())
+    slip = PlanItem(
+        "add",
+        "slip",
+        new_version="1",
+        sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
+        url=path.as_uri(),
+    )
+    inst = _installer(home)
+    plan = Plan("install", (arts["alpha-1"].add(), slip, arts["gamma-1"].add()))
+    with pytest.raises(ArchiveError):
+        inst.apply(plan, fetch, reason="install")
+    assert inst.store.names() == [] and inst.store.debris() == [] and inst.generations() == []
+    assert not journal.pending(home) and inst.check().problems == ()
+
+
+def test_a_temporary_store_folder_a_power_cut_left_goes_with_the_next_install(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="install")
+    left = home / "store" / f".tmp-{arts['gamma-1'].sha256[:16]}-lost"
+    (left / "tree").mkdir(parents=True)  # unpacked, but its journal never reached the disk
+    assert not journal.pending(home)
+    inst.apply(Plan("install", (arts["gamma-1"].add(),)), fetch, reason="install")
+    assert inst.store.debris() == [] and inst.check().problems == ()
+
+
+def test_start_up_does_not_wait_for_a_live_lock_holder_to_recover(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="install")
+    child = _hold_lock_in_child(home)
+    try:  # what a transaction killed before the child took the lock would have left
+        journal.write(home, journal.Journal.begin("install", 1, 2), durable=True)
+        (home / "generations" / "2.json").write_bytes(
+            (home / "generations" / "1.json").read_bytes().replace(b'"number":1', b'"number":2')
+        )
+        started = _installer(home, lock_timeout=3600)  # would wait an hour
+        assert started.recovered == "" and started.recovery_error is None
+        assert journal.pending(home) and _versions(started.current()) == {"alpha": "1.0"}
+    finally:
+        child.communicate("\n")
+    started.apply(Plan("install", (arts["gamma-1"].add(),)), fetch, reason="install")
+    assert "undid install (1 -> 2)" in started.recovered  # the transaction recovered first
+    assert _versions(started.current()) == {"alpha": "1.0", "gamma": "1.0"}
+    assert started.check().problems == ()

@@ -162,3 +162,33 @@ def test_artifact_name_comes_from_the_url_or_the_bytes() -> None:
         "csv_tools.zip"
     )
     assert artifact_name("https://r.example/download/7", b"x = 1", "csv-tools") == "csv_tools.py"
+
+
+def test_a_staged_entry_is_invisible_until_placed_and_discarding_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    art = make_artifact(tmp_path, "staged")
+    store = _store(tmp_path / "home")
+    staged = store.stage(art.sha256, art.data, art.path.name, where="s")
+    assert staged.tmp.name.startswith(".tmp-") and (staged.tmp / "entry.json").is_file()
+    assert not store.has(art.sha256) and store.names() == [] and store.debris() == [staged.tmp]
+    store.discard(staged)
+    assert store.names() == [] and store.debris() == []
+
+    staged = store.stage(art.sha256, art.data, art.path.name, where="s")
+    entry, created = store.place(staged)
+    store.sync_root()
+    assert created and store.has(art.sha256) and store.debris() == []
+    assert entry == _store(tmp_path / "home").entry(art.sha256)  # as a new reader reads it
+    assert entry.manifest.path == str(entry.root / "staged" / "__init__.py")
+    assert store.verify(art.sha256) is None
+
+
+def test_placing_an_entry_another_writer_stored_first_keeps_theirs(tmp_path: Path) -> None:
+    art = make_artifact(tmp_path, "raced")
+    store = _store(tmp_path / "home")
+    mine = store.stage(art.sha256, art.data, art.path.name, where="mine")
+    theirs, _ = _store(tmp_path / "home").put(art.sha256, art.data, art.path.name, where="t")
+    entry, created = store.place(mine)
+    assert not created and entry.path == theirs.path
+    assert store.names() == [art.sha256] and store.debris() == []

@@ -8,8 +8,11 @@ Invariants:
 
 - Every file here is written to a temporary file beside it (``.<name>.tmp``),
   fsynced, and renamed over its final name, and the folder is fsynced after
-  the rename: a reader sees the old file or the new one, never a mix.
-  Temporary names are fixed, since only the lock holder writes.
+  the rename and before anything relies on the new name: a reader sees the
+  old file or the new one, never a mix. (The installer's commit runs the
+  generation folder's fsync while it swaps the live plugins, and renames
+  ``current`` only once that fsync has returned.) Temporary names are fixed,
+  since only the lock holder writes.
 - A generation file is written before ``current`` names it, and is never
   rewritten; history only grows, so the current generation is always the
   newest. A generation file newer than ``current`` belongs to a transaction
@@ -25,8 +28,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from plugmarket._internal.durable import fsync_dir, write_temp
 from plugmarket._internal.installed import Generation, decode_generation, encode_generation
-from plugmarket._internal.store import fsync_dir
 from plugmarket.errors import InstallError
 
 __all__ = ["EMPTY", "Generations", "write_atomic"]
@@ -176,6 +179,49 @@ class Generations:
             OSError: the home cannot be written.
         """
         write_atomic(self.current_file, f"{number}\n".encode(), fault=fault, label="current")
+
+    # The installer's commit in steps, so that independent fsyncs overlap:
+    # stage (temp file, fsynced) -> publish (rename) -> sync_folder, for the
+    # generation file, then stage_switch -> publish_switch for ``current``.
+
+    def stage(self, generation: Generation) -> None:
+        """Write a generation's file under its temporary name, fsynced; not visible yet.
+
+        Raises:
+            OSError: the folder cannot be written.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_temp(self.path(generation.number), encode_generation(generation))
+
+    def publish(self, number: int) -> None:
+        """Rename generation ``number``'s staged file into place (the folder is not fsynced).
+
+        Raises:
+            OSError: the folder cannot be written.
+        """
+        path = self.path(number)
+        os.replace(path.with_name(f".{path.name}.tmp"), path)
+
+    def sync_folder(self) -> None:
+        """fsync the generations folder, so a published file's name survives a power cut."""
+        fsync_dir(self.folder)
+
+    def stage_switch(self, number: int) -> None:
+        """Write ``current``'s new contents under its temporary name, fsynced.
+
+        Raises:
+            OSError: the home cannot be written.
+        """
+        write_temp(self.current_file, f"{number}\n".encode())
+
+    def publish_switch(self) -> None:
+        """Rename the staged ``current`` into place and fsync the home: the commit point.
+
+        Raises:
+            OSError: the home cannot be written.
+        """
+        os.replace(self.current_file.with_name(f".{self.current_file.name}.tmp"), self.current_file)
+        fsync_dir(self.home)
 
     def remove(self, number: int) -> bool:
         """Delete a generation's file; returns whether there was one."""

@@ -1,11 +1,12 @@
 """The write-ahead journal of the installer's transactions, and fault injection.
 
-``<home>/journal.json`` exists exactly while a transaction is under way. It is
-written (fsynced) before the transaction changes anything, and names:
-the transaction (a random id), the operation, the old and new generation
-numbers, the store entries the transaction creates (those absent when it
-began), the step reached, and who runs it (pid, host). It is rewritten as the
-transaction moves from step to step, and removed when it commits.
+``<home>/journal.json`` exists exactly while a transaction is under way. Its
+temporary file is written before the transaction writes anything else, and
+it is durable (fsynced with the home) before anything is renamed into place.
+It names the transaction (a random id), the operation, the old and new
+generation numbers, the store entries the transaction creates (those absent
+when it began), the step it began with, and who runs it (pid, host). It is
+written once and removed when the transaction commits.
 
 Recovery (``Installer`` construction) reads it: ``current`` decides the
 outcome, because switching ``current`` is the single atomic commit point.
@@ -38,9 +39,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from plugmarket._internal.generations import write_atomic
+from plugmarket._internal.durable import fsync_dir, fsync_file
 
-__all__ = ["FAULT_ENV", "Faults", "Journal", "read", "remove", "write"]
+__all__ = [
+    "FAULT_ENV",
+    "Faults",
+    "Journal",
+    "commit_temp",
+    "read",
+    "remove",
+    "write",
+    "write_temp",
+]
 
 FAULT_ENV = "PLUGMARKET_FAULT"
 FORMAT = 1
@@ -57,7 +67,7 @@ class Journal:
         old: The generation current when it began.
         new: The generation it creates (``old`` for a garbage collection).
         created: The store entries it creates (absent when it began).
-        step: The step reached.
+        step: The step it began with (for messages; recovery never needs it).
         pid: The process running it.
         host: The machine running it.
         started: When it began (UTC, ISO 8601).
@@ -94,7 +104,7 @@ class Journal:
         change = f"generation {self.old}" if self.new == self.old else f"{self.old} -> {self.new}"
         return (
             f"{self.op} ({change}) by pid {self.pid} on {self.host or 'an unknown host'}, "
-            f"begun {self.started or 'at an unknown time'}, reached step {self.step!r}"
+            f"begun {self.started or 'at an unknown time'} at step {self.step!r}"
         )
 
 
@@ -109,23 +119,54 @@ def temp_path(home: Path) -> Path:
 def write(home: Path, journal: Journal, *, fault: Faults | None = None, durable: bool) -> None:
     """Write the journal atomically.
 
-    The first write of a transaction must be ``durable`` (fsynced with its
-    folder) before anything else changes; step updates need not be, since
-    recovery decides by ``current``, not by the step.
+    A transaction's journal must be ``durable`` (fsynced with its folder)
+    before anything it changes is renamed into place; a write that is not
+    durable is only for tests that stage a journal.
 
     Raises:
         OSError: the home cannot be written.
     """
+    if durable:
+        write_temp(home, journal)
+        commit_temp(home, fault=fault)
+        return
+    tmp = temp_path(home)
+    tmp.write_bytes(_encode(journal))
+    os.replace(tmp, path(home))
+
+
+def write_temp(home: Path, journal: Journal) -> None:
+    """The first half of a durable :func:`write`: the temporary file, not yet fsynced.
+
+    From here on :func:`pending` is true, so a process killed at any later
+    point leaves a journal for recovery; the installer starts unpacking into
+    temporary store folders then, while :func:`commit_temp` waits for the disk.
+
+    Raises:
+        OSError: the home cannot be written.
+    """
+    temp_path(home).write_bytes(_encode(journal))
+
+
+def commit_temp(home: Path, *, fault: Faults | None = None) -> None:
+    """The second half of a durable :func:`write`: fsync, rename, fsync the home.
+
+    Raises:
+        OSError: the home cannot be written.
+    """
+    tmp = temp_path(home)
+    fsync_file(tmp)
+    if fault is not None:
+        fault("journal-temp-written")
+    os.replace(tmp, path(home))
+    fsync_dir(home)
+
+
+def _encode(journal: Journal) -> bytes:
     data = asdict(journal)
     data["format"] = FORMAT
     data["created"] = list(journal.created)
-    body = json.dumps(data, sort_keys=True).encode() + b"\n"
-    if durable:
-        write_atomic(path(home), body, fault=fault, label="journal")
-        return
-    tmp = temp_path(home)
-    tmp.write_bytes(body)
-    os.replace(tmp, path(home))
+    return json.dumps(data, sort_keys=True).encode() + b"\n"
 
 
 def read(home: Path) -> Journal | None:

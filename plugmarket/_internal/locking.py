@@ -9,7 +9,8 @@ since), written after each acquisition, so a process that cannot get the
 lock in time can say who has it.
 
 The lock is re-entrant within one thread of one :class:`HomeLock`; other
-threads and other processes wait. On NFS, Linux clients carry ``flock`` to
+threads and other processes wait (:meth:`HomeLock.attempt` takes it only if
+it is free at once, for work a holder does anyway). On NFS, Linux clients carry ``flock`` to
 the server as a byte-range lock (NLM for NFSv3, the protocol's own locks for
 v4), so kernels on several machines of a JupyterHub exclude each other, and a
 crashed client's lock is released when its lease expires. A file system that
@@ -75,6 +76,28 @@ class HomeLock:
             if depth == 0:
                 self._lock.release()
 
+    @contextmanager
+    def attempt(self, operation: str) -> Iterator[bool]:
+        """Hold the lock for the block if it can be had at once; yields whether it is held.
+
+        For work that another holder will do anyway (recovering a home at
+        start-up: every transaction recovers first), so nobody waits for it.
+
+        Raises:
+            InstallError: the file system refuses locks.
+        """
+        depth = int(getattr(self._depth, "n", 0))
+        if depth == 0 and not self._acquire(operation, timeout=0):
+            yield False
+            return
+        self._depth.n = depth + 1
+        try:
+            yield True
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                self._lock.release()
+
     def holder(self) -> str:
         """Who holds (or last held) the lock, from ``lock.info``, as one phrase."""
         try:
@@ -86,11 +109,13 @@ class HomeLock:
         except (OSError, ValueError, KeyError, TypeError):
             return "a process that left no information"
 
-    def _acquire(self, operation: str) -> None:
+    def _acquire(self, operation: str, timeout: float | None = None) -> bool:
         try:
             self.home.mkdir(parents=True, exist_ok=True)
-            self._lock.acquire()
+            self._lock.acquire(timeout=timeout)
         except filelock.Timeout:
+            if timeout == 0:
+                return False
             raise InstallError(
                 f"the plugmarket home {self.home} is locked by {self.holder()}; "
                 f"waited {self.timeout:g} s",
@@ -118,3 +143,4 @@ class HomeLock:
             os.replace(tmp, self.info_path)
         except OSError:
             pass  # only messages use it
+        return True

@@ -14,10 +14,18 @@ reading the plugin again.
 Invariants:
 
 - An entry is complete or absent: it is filled in a temporary folder in the
-  store (``.tmp-*``, by :func:`plugmarket._internal.cachedir.store_tree`) and
-  renamed into place; it is removed by renaming it to ``.trash-*`` first and
-  deleting that. Anything starting with ``.`` in the store is debris of an
-  interrupted write or removal, safe to delete under the home lock.
+  store (``.tmp-*``), every file and folder in it is fsynced
+  (:meth:`Store.stage`), and only then is it renamed into place
+  (:meth:`Store.place`); the store folder itself is fsynced once after a batch
+  of renames (:meth:`Store.sync_root`), before anything refers to the new
+  entries. It is removed by renaming it to ``.trash-*`` first and deleting
+  that. Anything starting with ``.`` in the store is debris of an interrupted
+  write or removal, safe to delete under the home lock.
+- The fsyncs of a batch run concurrently
+  (:func:`plugmarket._internal.durable.sync_all`); the order a power cut
+  needs (contents before the rename that publishes them, the rename before
+  whatever refers to it) comes from waiting for a whole batch before the next
+  step, never from the order inside a batch.
 - An entry is immutable once written. Only the installer writes or removes
   entries, always under the home lock; readers need no lock.
 - Archives go through the same checks as any other source
@@ -27,11 +35,13 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
+import tempfile
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from plugmarket._internal.durable import fsync_dir, sync_all
 from plugmarket.errors import InstallError, IntegrityError, PlugmarketError
 from plugmarket.manifest import Manifest, parse_manifest
 
@@ -48,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SHA256",
+    "Staged",
     "Store",
     "StoreEntry",
     "artifact_name",
@@ -88,6 +100,24 @@ class StoreEntry:
     def root(self) -> Path:
         """The folder the loader imports ``top`` from."""
         return self.path / TREE
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An artifact unpacked into a temporary folder of the store, not in place yet.
+
+    Until :meth:`Store.place` renames it, :attr:`tmp` is debris: recovery and
+    :meth:`Store.discard` delete it.
+
+    Attributes:
+        sha256: The entry it becomes.
+        tmp: The temporary folder (``store/.tmp-*``), every file and folder in it fsynced.
+        entry: The entry as it will read once placed (path already final).
+    """
+
+    sha256: str
+    tmp: Path
+    entry: StoreEntry
 
 
 class Store:
@@ -167,6 +197,10 @@ class Store:
     ) -> tuple[StoreEntry, bool]:
         """Unpack verified artifact bytes into the entry ``sha256`` (if it is not there yet).
 
+        :meth:`stage`, :meth:`place` and :meth:`sync_root` in one call; the
+        installer calls them itself, to unpack while it downloads the next
+        artifact and to fsync the store folder once for all its entries.
+
         Args:
             sha256: The bytes' sha256, already checked by the caller.
             data: The artifact's bytes.
@@ -179,20 +213,59 @@ class Store:
             The entry, and whether this call created it.
 
         Raises:
-            SourceError, ArchiveError, ManifestError: the artifact was refused
-                (nothing is left in the store).
+            SourceError, ArchiveError, ManifestError: the artifact was refused, or
+                the store cannot be written (nothing is left in the store).
         """
-        from plugmarket._internal import cachedir
+        if self.has(sha256):
+            return self.entry(sha256), False
+        staged = self.stage(sha256, data, name, where=where)
+        try:
+            if before_rename is not None:
+                before_rename()
+            entry, created = self.place(staged)
+        except BaseException:
+            self.discard(staged)
+            raise
+        self.sync_root()
+        return entry, created
+
+    def stage(self, sha256: str, data: bytes, name: str, *, where: str) -> Staged:
+        """Unpack verified artifact bytes into a new temporary folder of the store, fsynced.
+
+        Every file and folder in the temporary folder is on the disk when this
+        returns (the fsyncs not already done by the archive unpacker run
+        concurrently). Safe to call from several threads at once, each with
+        its own artifact.
+
+        Args:
+            sha256: The bytes' sha256, already checked by the caller.
+            data: The artifact's bytes.
+            name: Its file name (the suffix decides how it is read).
+            where: Where it came from, for messages.
+
+        Returns:
+            The staged entry.
+
+        Raises:
+            SourceError, ArchiveError, ManifestError: the artifact was refused, or
+                the store cannot be written (the temporary folder is removed).
+        """
+        from plugmarket._internal.cachedir import write_error
         from plugmarket.sources import unpack_artifact
 
-        def fill(tmp: Path) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.root))
+        except OSError as exc:
+            raise write_error(self.root, exc) from exc
+        try:
             files = unpack_artifact(data, name, tmp, self.settings, where=where)
-            os.rename(files.root, tmp / TREE)
             tree = tmp / TREE
+            os.rename(files.root, tree)
             member = ""
             with contextlib.suppress(ValueError):
                 member = Path(files.manifest.path).relative_to(files.root).as_posix()
-            count, digest = tree_digest(tree)
+            count, digest, paths = _digest_tree(tree)
             record = {
                 "format": FORMAT,
                 "sha256": sha256,
@@ -206,15 +279,58 @@ class Store:
             body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
             with open(tmp / RECORD, "xb") as out:
                 out.write(body)
-                out.flush()
-                os.fsync(out.fileno())
-            _sync_tree(tmp, files=not name.endswith((".zip", ".whl")))
-            if before_rename is not None:
-                before_rename()
+            # The archive unpacker syncs the files it writes; a single module is written plainly.
+            unsynced = [tmp / RECORD] if name.endswith((".zip", ".whl")) else [tmp / RECORD, *paths]
+            sync_all(unsynced, [tmp, *(Path(d) for d, _, _ in os.walk(tree))])
+        except OSError as exc:
+            remove_tree(tmp)
+            raise write_error(self.root, exc) from exc
+        except BaseException:
+            remove_tree(tmp)
+            raise
+        final = self.root / sha256
+        where_manifest = str(final / TREE / member) if member else str(final)
+        entry = StoreEntry(
+            sha256,
+            final,
+            files.top,
+            digest,
+            len(data),
+            dataclasses.replace(files.manifest, path=where_manifest),
+        )
+        return Staged(sha256, tmp, entry)
 
-        _, created = cachedir.store_tree(self.root, sha256, fill)
-        self._records.pop(sha256, None)
-        return self.entry(sha256), created
+    def place(self, staged: Staged) -> tuple[StoreEntry, bool]:
+        """Rename a synced staged entry into place (the store folder is not fsynced yet).
+
+        Returns:
+            The entry, and whether this call created it (False if another
+            writer stored the same artifact first; the staged copy is discarded).
+
+        Raises:
+            SourceError: the store cannot be written.
+        """
+        from plugmarket._internal.cachedir import write_error
+
+        final = self.root / staged.sha256
+        self._records.pop(staged.sha256, None)
+        try:
+            os.rename(staged.tmp, final)
+        except OSError as exc:
+            if not self.has(staged.sha256):
+                raise write_error(self.root, exc) from exc
+            self.discard(staged)
+            return self.entry(staged.sha256), False
+        self._records[staged.sha256] = staged.entry
+        return staged.entry, True
+
+    def sync_root(self) -> None:
+        """fsync the store folder, so entries renamed into it survive a power cut."""
+        fsync_dir(self.root)
+
+    def discard(self, staged: Staged) -> None:
+        """Delete a staged entry that will not be placed (nothing if already placed)."""
+        remove_tree(staged.tmp)
 
     def remove(self, sha256: str) -> bool:
         """Remove an entry: rename it out of the way (atomic), then delete it.
@@ -328,15 +444,20 @@ def tree_digest(folder: Path) -> tuple[int, str]:
         OSError: a file cannot be read.
         ValueError: the tree holds something other than plain files and folders.
     """
+    count, digest, _ = _digest_tree(folder)
+    return count, digest
+
+
+def _digest_tree(folder: Path) -> tuple[int, str, list[Path]]:
     digest = hashlib.sha256()
-    count = 0
+    paths = []
     for rel, full in _walk(folder):
         with open(full, "rb") as handle:
             data = handle.read()
         digest.update(b"%s\0%d\0" % (rel.encode("utf-8", "surrogateescape"), len(data)))
         digest.update(data)
-        count += 1
-    return count, digest.hexdigest()
+        paths.append(Path(full))
+    return len(paths), digest.hexdigest(), paths
 
 
 def _walk(folder: Path) -> Iterator[tuple[str, str]]:
@@ -356,33 +477,6 @@ def _walk(folder: Path) -> Iterator[tuple[str, str]]:
                     raise ValueError(f"it holds {item.path[base:]!r}, not a plain file")
     entries.sort()
     return iter(entries)
-
-
-def _sync_tree(folder: Path, *, files: bool) -> None:
-    """fsync every folder under ``folder``, and its files if ``files`` (entries must
-    survive a power cut; the archive unpacker already syncs the files it writes)."""
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames if files else ():
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
-
-
-def fsync_dir(folder: Path) -> None:
-    """fsync a folder so renames in it survive a power cut (best effort where unsupported)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_tree(path: Path) -> None:

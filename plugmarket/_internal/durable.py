@@ -1,0 +1,183 @@
+"""Durable writes for the installer: fsync helpers and a small I/O thread pool.
+
+A file survives a power cut once its bytes are fsynced and the folder holding
+its name is fsynced after the name was made (created or renamed). The
+installer's crash-safety argument (docs/decisions/0008-transactions.md) is an
+*order* of such steps: the journal before any store entry, entries before the
+generation that names them, the generation before ``current``.
+
+Independent fsyncs need no order among themselves, and each one mostly waits
+for the disk with the GIL released, so :func:`sync_all` runs a batch of them
+concurrently on a process-wide pool of :data:`SYNC_THREADS` threads and
+returns only when every one has finished. The order the argument needs comes
+from waiting for a whole batch before the next step, never from the order
+inside a batch. The installer runs larger jobs (the journal's fsyncs,
+unpacking an artifact) on a second pool of :data:`JOB_THREADS` threads
+(:func:`submit`, :func:`gather`), so they overlap its downloads and the live
+swap.
+
+Invariants:
+
+- :func:`gather` returns or raises only when every job it waits for has
+  finished, so a caller may clean up whatever the jobs wrote.
+- A single fsync never waits for anything, so the fsync pool cannot wait for
+  itself; a job (which may wait for fsyncs) submitted from a job thread runs
+  inline there, so the job pool cannot either.
+- A forked child makes new pools on first use (the parent's threads do not
+  exist in it).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = [
+    "JOB_THREADS",
+    "SYNC_THREADS",
+    "fsync_dir",
+    "fsync_file",
+    "gather",
+    "submit",
+    "sync_all",
+    "write_temp",
+]
+
+SYNC_THREADS = 8  # concurrent fsyncs; each waits for the disk, without the GIL
+JOB_THREADS = 4  # concurrent jobs (journal, unpacking): more only contend for the GIL
+
+T = TypeVar("T")
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so names made in it survive a power cut (best effort where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file already written and closed.
+
+    Raises:
+        OSError: it cannot be opened or flushed.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` to the fixed temporary name beside ``path`` (``.<name>.tmp``) and fsync it.
+
+    The caller renames it over ``path`` and fsyncs the folder.
+
+    Returns:
+        The temporary file.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    return tmp
+
+
+def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
+    """fsync ``files`` and ``folders`` (best effort, as :func:`fsync_dir`), concurrently.
+
+    Returns when every one is done, so the caller may then rely on all of them.
+
+    Raises:
+        OSError: a file could not be flushed (raised after every fsync has finished).
+    """
+    jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
+    jobs += [functools.partial(fsync_dir, d) for d in folders]
+    if jobs:
+        syncs = _pool("sync", SYNC_THREADS)
+        gather([syncs.submit(job) for job in jobs[1:]], first=jobs[0])
+
+
+def submit(job: Callable[[], T]) -> Future[T]:
+    """Run ``job`` on the process's job pool (at once, inline, when already on it)."""
+    if getattr(_on_job_thread, "active", False):
+        done: Future[T] = Future()
+        try:
+            done.set_result(job())
+        except BaseException as exc:  # handed to whoever waits, as the pool does
+            done.set_exception(exc)
+        return done
+    return _pool("job", JOB_THREADS).submit(job)
+
+
+def gather(futures: Sequence[Future[T]], *, first: Callable[[], T] | None = None) -> list[T]:
+    """Wait for every future, running ``first`` on this thread meanwhile.
+
+    Returns:
+        The results in order (``first``'s first).
+
+    Raises:
+        BaseException: the first failure in that order, once every job has finished.
+    """
+    results: list[T] = []
+    error: BaseException | None = None
+    if first is not None:
+        try:
+            results.append(first())
+        except BaseException as exc:
+            error = exc
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return results
+
+
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+_on_job_thread = threading.local()
+
+
+def _pool(kind: str, threads: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(kind)
+        if pool is None:
+            pool = _pools[kind] = ThreadPoolExecutor(
+                threads,
+                thread_name_prefix=f"plugmarket-{kind}",
+                initializer=_mark_job_thread if kind == "job" else None,
+            )
+        return pool
+
+
+def _mark_job_thread() -> None:
+    _on_job_thread.active = True
+
+
+def _forget_pools() -> None:
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools)

@@ -1,0 +1,105 @@
+"""The installer's durable-write helpers: concurrent fsyncs and jobs that are always waited for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from plugmarket._internal import durable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gather_returns_results_in_order_with_the_first_job_run_here() -> None:
+    here = threading.get_ident()
+    ran_on: list[int] = []
+
+    def first() -> str:
+        ran_on.append(threading.get_ident())
+        return "first"
+
+    futures = [durable.submit(lambda n=n: n * n) for n in range(5)]
+    assert durable.gather(futures, first=first) == ["first", 0, 1, 4, 9, 16]
+    assert ran_on == [here]
+
+
+def test_gather_raises_the_first_failure_only_once_every_job_has_finished() -> None:
+    failed = threading.Event()
+    finished: list[str] = []
+
+    def fails() -> None:
+        failed.set()
+        raise OSError("disk full")
+
+    def slower() -> None:  # still running when the first job fails
+        failed.wait()
+        finished.append("slower")
+
+    def also_fails() -> None:
+        failed.wait()
+        raise ValueError("second failure")
+
+    futures = [durable.submit(fails), durable.submit(slower), durable.submit(also_fails)]
+    with pytest.raises(OSError, match="disk full"):
+        durable.gather(futures)
+    assert finished == ["slower"] and all(f.done() for f in futures)
+
+
+def test_jobs_started_from_a_job_thread_run_inline_so_a_full_pool_never_waits_for_itself() -> None:
+    def outer(n: int) -> int:
+        inner = durable.submit(lambda: (threading.get_ident(), n))
+        ident, value = inner.result()
+        assert ident == threading.get_ident()  # ran on this very thread
+        return value
+
+    jobs = [durable.submit(lambda n=n: outer(n)) for n in range(3 * durable.JOB_THREADS)]
+    assert durable.gather(jobs) == list(range(3 * durable.JOB_THREADS))
+
+
+def test_sync_all_flushes_everything_and_reports_a_file_it_cannot_flush(tmp_path: Path) -> None:
+    files = []
+    for n in range(4):
+        path = tmp_path / f"f{n}"
+        path.write_bytes(b"x" * n)
+        files.append(path)
+    durable.sync_all(files, [tmp_path, tmp_path / "no-such-folder"])  # folders: best effort
+    with pytest.raises(FileNotFoundError):
+        durable.sync_all([*files, tmp_path / "gone"], [tmp_path])
+    durable.sync_all([], [])
+
+
+def test_write_temp_writes_the_fixed_temporary_name_beside_the_file(tmp_path: Path) -> None:
+    tmp = durable.write_temp(tmp_path / "current", b"7\n")
+    assert tmp == tmp_path / ".current.tmp" and tmp.read_bytes() == b"7\n"
+    assert not (tmp_path / "current").exists()
+
+
+FORKED = """
+import os, sys
+from plugmarket._internal import durable
+assert durable.gather([durable.submit(lambda: 1)]) == [1]  # the parent's pools exist now
+pid = os.fork()
+if pid == 0:
+    ok = durable.gather([durable.submit(lambda: 2)]) == [2]
+    durable.sync_all([], [sys.argv[1]])
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_makes_its_own_pools(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
