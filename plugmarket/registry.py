@@ -476,7 +476,9 @@ def _latest(entry: IndexEntry, channel: str) -> str:
     from packaging.version import Version
 
     candidates = {v for ch, v in entry.latest.items() if ch in (channel, "stable")}
-    return max(candidates, key=Version, default="")
+    if len(candidates) < 2:  # most plugins: one version, nothing to compare (and parse)
+        return candidates.pop() if candidates else ""
+    return max(candidates, key=Version)
 
 
 def _find_version(detail: PluginDetail, version: str, label: str) -> VersionInfo:

@@ -150,16 +150,18 @@ class DiskCache:
         etag: str | None = None,
         last_modified: str | None = None,
         extra: Mapping[str, str] | None = None,
+        sha256: str | None = None,
     ) -> CacheEntry:
         """Store ``body`` as ``name`` with its validators; the body first, then its sidecar.
 
         A crash between the two writes leaves a sidecar that does not match the
-        body, which the next :meth:`get` detects.
+        body, which the next :meth:`get` detects. ``sha256`` is the body's, if
+        the caller has it already (a wrong one only makes the entry unreadable).
         """
         body_path, meta_path = self._paths(name)
         entry = CacheEntry(body, url, fetched, etag, last_modified, dict(extra or {}))
         atomic_write(body_path, body)
-        atomic_write(meta_path, _meta_bytes(entry))
+        atomic_write(meta_path, _meta_bytes(entry, sha256))
         return entry
 
     def touch(self, name: str, entry: CacheEntry, *, fetched: float) -> CacheEntry:
@@ -236,11 +238,11 @@ def _read_capped(path: Path, cap: int) -> bytes | None:
     return None if len(data) > cap else data
 
 
-def _meta_bytes(entry: CacheEntry) -> bytes:
+def _meta_bytes(entry: CacheEntry, sha256: str | None = None) -> bytes:
     meta = {
         "v": _META_VERSION,
         "url": entry.url,
-        "sha256": hashlib.sha256(entry.body).hexdigest(),
+        "sha256": sha256 or hashlib.sha256(entry.body).hexdigest(),
         "size": len(entry.body),
         "fetched": entry.fetched,
         "etag": entry.etag,

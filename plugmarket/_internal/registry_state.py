@@ -165,6 +165,7 @@ class RegistryState:
                     etag=got.etag,
                     last_modified=got.last_modified,
                     extra=extra,
+                    sha256=digest,
                 ),
             )
         self._remember(index.version)

@@ -101,7 +101,7 @@ class SearchTable:
         self._joined = _SEP.join(self._texts)
         # starts[i] is where plugin i's text begins in the joined string; one sentinel at the end.
         self._starts = [0, *accumulate(len(t) + 1 for t in self._texts)]
-        self._row_words: dict[int, str] = {}  # filled as rows are first scored
+        self._row_words: dict[int, tuple[str, str, str]] = {}  # filled as rows are scored
         self._orders: dict[str, list[int]] = {}
 
     def entry(self, row: int) -> IndexEntry:
@@ -189,42 +189,37 @@ class SearchTable:
             self._words_of,
         )
         keys = [(word, f" {word} ") for word in words]
-        ranked = []
+        ranked: list[tuple[int, int, int]] = []
+        append = ranked.append
         for row in rows:
             plugin_id = ids[row]
             score = 100 if whole == plugin_id else 0
-            row_words = None
+            fields = None
             for word, key in keys:
                 if word == plugin_id:
                     score += 100
                 elif plugin_id.startswith(word):
                     score += 50
                 else:
-                    if row_words is None:
-                        row_words = cache.get(row) or words_of(row)
-                    at = row_words.find(key)
-                    if at < 0:
-                        score += 1
-                    else:
-                        name_end = row_words.find(_FIELD)
-                        if at < name_end:
-                            score += 20
-                        elif at < row_words.find(_FIELD, name_end + 1):
-                            score += 10
-                        else:
-                            score += 5
-            ranked.append((-score, neg_downloads[row], row))
+                    if fields is None:
+                        fields = cache.get(row) or words_of(row)
+                    name, tags, summary = fields
+                    score += (
+                        20 if key in name else 10 if key in tags else 5 if key in summary else 1
+                    )
+            append((-score, neg_downloads[row], row))
         return ranked
 
-    def _words_of(self, row: int) -> str:
-        """`` name words \x1f tag words \x1f summary words ``, each word between spaces."""
+    def _words_of(self, row: int) -> tuple[str, str, str]:
+        """The words of the name, tags and summary, each string `` word word ... ``."""
         cols = self._cols
-        text = _FIELD.join(
-            f" {' '.join(_WORD.findall(field.casefold()))} "
-            for field in (cols.names[row], " ".join(cols.tags[row]), cols.summaries[row])
+        fields = (
+            f" {' '.join(_WORD.findall(cols.names[row].casefold()))} ",
+            f" {' '.join(_WORD.findall(' '.join(cols.tags[row]).casefold()))} ",
+            f" {' '.join(_WORD.findall(cols.summaries[row].casefold()))} ",
         )
-        self._row_words[row] = text
-        return text
+        self._row_words[row] = fields
+        return fields
 
     # --- orders for the other sorts -------------------------------------------
 
