@@ -11,7 +11,9 @@ Exit status: 0 on success, 1 on a :class:`~plugmarket.errors.PlugmarketError`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -227,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(
+    message: Warning | str, category: type[Warning], *args: object, **kwargs: object
+) -> None:
+    """Warnings (a registry served from its stale copy, say) as one line on stderr."""
+    print(f"plugmarket: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the console script.
 
@@ -235,8 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         Bad usage exits with 2 through argparse.
     """
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _warning_line
     try:
         return int(args.run(args))
+    except BrokenPipeError:
+        # The reader went away (`plugmarket list --json | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except PlugmarketError as exc:
         message = exc.message.rstrip()
         if exc.hint:

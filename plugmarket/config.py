@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,11 +44,12 @@ from urllib.parse import urlsplit
 
 from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Config, Configurable
+from traitlets.config.loader import PyFileConfigLoader
 
 from plugmarket.errors import PlugmarketError
 from plugmarket.settings import RegistryConfig, Settings, from_env
 
-__all__ = ["ISOLATION_MODES", "Plugmarket", "load_settings"]
+__all__ = ["ISOLATION_MODES", "Plugmarket", "discovered_config", "load_settings"]
 
 ISOLATION_MODES = ("inprocess", "process")
 _DEFAULTS: dict[str, Any] = {
@@ -341,14 +344,14 @@ def load_settings(
         home: Where all state lives; beats ``PLUGMARKET_HOME`` and ``c.Plugmarket.home``.
         registry: A registry URL or folder replacing every configured registry.
         config: A traitlets ``Config`` (a shell's or a server app's ``.config``);
-            None uses the defaults.
+            None finds it as Jupyter does (:func:`discovered_config`).
         environ: The environment (default: ``os.environ``).
 
     Raises:
         PlugmarketError: a setting has an invalid value; the message names it.
     """
     try:
-        configurable = Plugmarket(config=config if config is not None else Config())
+        configurable = Plugmarket(config=config if config is not None else discovered_config())
     except TraitError as exc:
         raise PlugmarketError(
             f"invalid plugmarket configuration: {exc}",
@@ -356,6 +359,50 @@ def load_settings(
             "jupyter_server_config.py.",
         ) from exc
     return configurable._convert(environ, home=home, registry=registry)
+
+
+def discovered_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The configuration a kernel or the terminal sees, found as Jupyter finds it.
+
+    In a running IPython (a kernel), the shell's own config, which already
+    holds ``ipython_config.py``. Elsewhere (the terminal), the default
+    profile's ``ipython_config.py`` (``IPYTHONDIR``, else ``~/.ipython``) and
+    ``jupyter_server_config.py`` from the Jupyter config folder
+    (``JUPYTER_CONFIG_DIR``, else ``~/.jupyter``), the latter winning.
+
+    Raises:
+        PlugmarketError: a config file cannot be read or run.
+    """
+    shell = _running_shell()
+    if shell is not None:
+        return shell.config  # type: ignore[no-any-return]
+    env = os.environ if environ is None else environ
+    ipython_dir = Path(env.get("IPYTHONDIR") or Path.home() / ".ipython") / "profile_default"
+    jupyter_dir = Path(env.get("JUPYTER_CONFIG_DIR") or Path.home() / ".jupyter")
+    merged = Config()
+    for folder, name in (
+        (ipython_dir, "ipython_config.py"),
+        (jupyter_dir, "jupyter_server_config.py"),
+    ):
+        if not (folder / name).is_file():
+            continue
+        try:
+            loaded = PyFileConfigLoader(name, path=str(folder)).load_config()
+        except Exception as exc:  # a user's config file can fail in any way
+            raise PlugmarketError(
+                f"cannot read {folder / name}: {type(exc).__name__}: {exc}",
+                hint="Fix the file, or move it aside to use plugmarket's defaults.",
+            ) from exc
+        if "Plugmarket" in loaded:
+            merged.merge(Config({"Plugmarket": loaded["Plugmarket"]}))
+    return merged
+
+
+def _running_shell() -> Any:
+    """The running IPython shell, without importing IPython when it is not loaded."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get() if get is not None else None
 
 
 def _check_registry_url(where: str, url: object) -> None:

@@ -192,7 +192,8 @@ class CapabilityDenied(PlugmarketError):
             )
         if not hint:
             hint = (
-                f"Grant it with `%plugin grant {plugin_id} {capability}` if you trust the plugin."
+                f"Grant it with `plugmarket grant {plugin_id} {capability}` "
+                "if you trust the plugin."
             )
         super().__init__(message, hint=hint)
 

@@ -75,7 +75,9 @@ class Settings:
     registries: tuple[RegistryConfig, ...] = field(default_factory=lambda: (_demo_registry(),))
     cache_ttl: float = 300.0  # seconds metadata is fresh without asking the server
     require_signature: bool = False  # refuse unsigned indexes even without pinned keys
-    allowed_origins: tuple[str, ...] = ()  # "https://host[:port]"; empty: any origin
+    # "https://host[:port]" origins downloads may come from, besides a registry's own;
+    # empty: a registry's own origin only (and, for a plain URL source, its own).
+    allowed_origins: tuple[str, ...] = ()
     offline: bool = False
     http_timeout: float = 10.0  # seconds per connect/read
     download_deadline: float = 120.0  # seconds for a whole download, however it trickles

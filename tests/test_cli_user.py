@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 
-def plugmarket(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def plugmarket(
+    home: Path, *args: str, config: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGMARKET_")}
+    # Configuration only from the test's own folders, never this machine's.
+    config = config or home.parent / "no-config"
+    env["IPYTHONDIR"] = str(config / "ipython")
+    env["JUPYTER_CONFIG_DIR"] = str(config / "jupyter")
     return subprocess.run(
         [sys.executable, "-m", "plugmarket", "--home", str(home), *args],
         capture_output=True,
@@ -100,3 +106,22 @@ def test_exit_codes(tmp_path: Path, args: tuple[str, ...], code: int) -> None:
     if code == 1:
         assert out.stderr.startswith("plugmarket: error: ") and out.stderr.count("\n") == 1
         assert "Traceback" not in out.stderr
+
+
+def test_the_terminal_reads_ipython_and_jupyter_server_config(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    (config / "ipython" / "profile_default").mkdir(parents=True)
+    (config / "jupyter").mkdir()
+    (config / "ipython" / "profile_default" / "ipython_config.py").write_text(
+        "c.Plugmarket.cache_ttl = 600\nc.Plugmarket.channel = 'beta'\n"
+    )
+    (config / "jupyter" / "jupyter_server_config.py").write_text(
+        "c.ServerApp.port = 9999\nc.Plugmarket.cache_ttl = 900\n"
+    )
+    out = plugmarket(tmp_path / "home", "config", "--json", config=config)
+    assert out.returncode == 0, out.stderr
+    settings = json.loads(out.stdout)
+    assert (settings["cache_ttl"], settings["channel"]) == (900, "beta")
+    (config / "jupyter" / "jupyter_server_config.py").write_text("c.Plugmarket.cache_ttl = -1\n")
+    bad = plugmarket(tmp_path / "home", "config", config=config)
+    assert bad.returncode == 1 and "cache_ttl" in bad.stderr

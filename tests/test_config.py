@@ -244,3 +244,8 @@ def test_import_plugmarket_does_not_import_config() -> None:
     ).stdout.split("\n")
     assert out[0] == "False False"
     assert out[1] == "[]"
+
+
+def test_in_a_kernel_the_shells_own_config_is_used(shell: Any, home: Path) -> None:
+    shell.config.Plugmarket.cache_ttl = 600.0  # as ipython_config.py would set it
+    assert load_settings().cache_ttl == 600
