@@ -356,10 +356,10 @@ class Installer:
 
         Independent waits overlap, each rename still waiting for all it relies
         on: the journal's fsyncs run while the first artifact downloads; each
-        artifact is unpacked (and fsynced) in a temporary store folder while the
-        next one downloads; the store folder's fsync runs with the generation
-        file's, and the generation folder's and the staged ``current``'s with
-        the live swap.
+        artifact is unpacked in a temporary store folder while the next one
+        downloads; the new entries, the store folder, the generation file and
+        the staged ``current`` are fsynced in one batch; the generation
+        folder's fsync runs during the live swap.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
@@ -378,31 +378,31 @@ class Installer:
                 data = self._download(item, cast("Callable[[PlanItem], bytes]", fetch))
                 fetching = False
                 name, where = artifact_name(item.url, data, item.id), item.url or item.id
-                stage = partial(self.store.stage, sha, data, name, where=where)
+                stage = partial(self.store.stage, sha, data, name, where=where, sync=False)
                 staging.append(durable.submit(stage))
                 started.append(staging[-1])
             durable.gather([journaled])
             faults("journal-written")
+            files: list[Path] = []
+            folders: list[Path] = [self.store.root] if needed else []
             for i, staged in enumerate(durable.gather(staging), 1):
                 faults(f"artifact-unpacked:{i}")
                 self.store.place(staged)
                 faults(f"artifact-stored:{i}")
+                entry_files, entry_folders = staged.to_sync(placed=True)
+                files += entry_files
+                folders += entry_folders
             generation = Generation(new_number, build(), parent=parent, reason=reason)
-            durable.gather(
-                [durable.submit(self.store.sync_root)] if needed else [],
-                first=partial(self.gens.stage, generation),
-            )
+            files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
+            durable.sync_all(files, folders)
             faults("generation-temp-written")
             self.gens.publish(new_number)
             faults("generation-written")
-            started += [
-                durable.submit(self.gens.sync_folder),
-                durable.submit(partial(self.gens.stage_switch, new_number)),
-            ]
+            started.append(durable.submit(self.gens.sync_folder))
             if live is not None:
                 live.sync(generation, self.files)
                 swapped = True
-            durable.gather(started[-2:])
+            durable.gather(started[-1:])
             if live is not None:
                 faults("live-swapped")
             faults("current-temp-written")

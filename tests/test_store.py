@@ -192,3 +192,22 @@ def test_placing_an_entry_another_writer_stored_first_keeps_theirs(tmp_path: Pat
     entry, created = store.place(mine)
     assert not created and entry.path == theirs.path
     assert store.names() == [art.sha256] and store.debris() == []
+
+
+def test_an_unsynced_stage_names_every_folder_and_the_record_to_fsync(tmp_path: Path) -> None:
+    art = make_artifact(tmp_path, "later")
+    store = _store(tmp_path / "home")
+    staged = store.stage(art.sha256, art.data, art.path.name, where="l", sync=False)
+    files, folders = staged.to_sync(placed=False)
+    assert files == [staged.tmp / "entry.json"]  # the unpacker synced the archive's files
+    assert folders == [staged.tmp, staged.tmp / "tree", staged.tmp / "tree" / "later"]
+    entry, _ = store.place(staged)
+    files, folders = staged.to_sync(placed=True)
+    assert files == [entry.path / "entry.json"] and all(d.is_dir() for d in folders)
+    assert folders[0] == entry.path
+
+    module = b"__plugin__ = {'id': 'single', 'version': '1'}\n"
+    single = store.stage(_sha(module), module, "single.py", where="s", sync=False)
+    files, _ = single.to_sync(placed=False)
+    assert files == [single.tmp / "entry.json", single.tmp / "tree" / "single.py"]
+    store.discard(single)

@@ -81,10 +81,12 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def write_temp(path: Path, data: bytes) -> Path:
-    """Write ``data`` to the fixed temporary name beside ``path`` (``.<name>.tmp``) and fsync it.
+def write_temp(path: Path, data: bytes, *, sync: bool = True) -> Path:
+    """Write ``data`` to the fixed temporary name beside ``path`` (``.<name>.tmp``).
 
-    The caller renames it over ``path`` and fsyncs the folder.
+    With ``sync`` it is fsynced here; otherwise the caller fsyncs it (with
+    others, :func:`sync_all`). The caller then renames it over ``path`` and
+    fsyncs the folder.
 
     Returns:
         The temporary file.
@@ -95,8 +97,9 @@ def write_temp(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as out:
         out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
+        if sync:
+            out.flush()
+            os.fsync(out.fileno())
     return tmp
 
 

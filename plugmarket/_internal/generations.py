@@ -181,17 +181,21 @@ class Generations:
         write_atomic(self.current_file, f"{number}\n".encode(), fault=fault, label="current")
 
     # The installer's commit in steps, so that independent fsyncs overlap:
-    # stage (temp file, fsynced) -> publish (rename) -> sync_folder, for the
-    # generation file, then stage_switch -> publish_switch for ``current``.
+    # stage (temporary file) -> the caller fsyncs it -> publish (rename) ->
+    # sync_folder, for the generation file; stage_switch -> the caller fsyncs
+    # it -> publish_switch (rename, fsync the home) for ``current``.
 
-    def stage(self, generation: Generation) -> None:
-        """Write a generation's file under its temporary name, fsynced; not visible yet.
+    def stage(self, generation: Generation) -> Path:
+        """Write a generation's file under its temporary name, not fsynced; not visible yet.
+
+        Returns:
+            The temporary file, for the caller to fsync before :meth:`publish`.
 
         Raises:
             OSError: the folder cannot be written.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_temp(self.path(generation.number), encode_generation(generation))
+        return write_temp(self.path(generation.number), encode_generation(generation), sync=False)
 
     def publish(self, number: int) -> None:
         """Rename generation ``number``'s staged file into place (the folder is not fsynced).
@@ -206,13 +210,16 @@ class Generations:
         """fsync the generations folder, so a published file's name survives a power cut."""
         fsync_dir(self.folder)
 
-    def stage_switch(self, number: int) -> None:
-        """Write ``current``'s new contents under its temporary name, fsynced.
+    def stage_switch(self, number: int) -> Path:
+        """Write ``current``'s new contents under its temporary name, not fsynced.
+
+        Returns:
+            The temporary file, for the caller to fsync before :meth:`publish_switch`.
 
         Raises:
             OSError: the home cannot be written.
         """
-        write_temp(self.current_file, f"{number}\n".encode())
+        return write_temp(self.current_file, f"{number}\n".encode(), sync=False)
 
     def publish_switch(self) -> None:
         """Rename the staged ``current`` into place and fsync the home: the commit point.

@@ -14,13 +14,16 @@ reading the plugin again.
 Invariants:
 
 - An entry is complete or absent: it is filled in a temporary folder in the
-  store (``.tmp-*``), every file and folder in it is fsynced
-  (:meth:`Store.stage`), and only then is it renamed into place
-  (:meth:`Store.place`); the store folder itself is fsynced once after a batch
-  of renames (:meth:`Store.sync_root`), before anything refers to the new
-  entries. It is removed by renaming it to ``.trash-*`` first and deleting
-  that. Anything starting with ``.`` in the store is debris of an interrupted
-  write or removal, safe to delete under the home lock.
+  store (``.tmp-*``, :meth:`Store.stage`) and renamed into place
+  (:meth:`Store.place`). :meth:`Store.put` fsyncs every file and folder of
+  the entry before the rename and the store folder after it. The installer
+  renames first and fsyncs the entries, the store folder and its generation
+  file in one batch, before the generation file is renamed: an entry a power
+  cut leaves torn then belongs to a transaction that never committed, whose
+  journal (durable before any rename) names it, so recovery removes it.
+  An entry is removed by renaming it to ``.trash-*`` first and deleting that.
+  Anything starting with ``.`` in the store is debris of an interrupted write
+  or removal, safe to delete under the home lock.
 - The fsyncs of a batch run concurrently
   (:func:`plugmarket._internal.durable.sync_all`); the order a power cut
   needs (contents before the rename that publishes them, the rename before
@@ -111,13 +114,22 @@ class Staged:
 
     Attributes:
         sha256: The entry it becomes.
-        tmp: The temporary folder (``store/.tmp-*``), every file and folder in it fsynced.
+        tmp: The temporary folder (``store/.tmp-*``).
         entry: The entry as it will read once placed (path already final).
+        unsynced: Files not fsynced yet, relative to the entry's folder.
+        folders: Folders not fsynced yet, relative to the entry's folder.
     """
 
     sha256: str
     tmp: Path
     entry: StoreEntry
+    unsynced: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()
+
+    def to_sync(self, *, placed: bool) -> tuple[list[Path], list[Path]]:
+        """The files and folders still to fsync, under the temporary or the final name."""
+        base = self.entry.path if placed else self.tmp
+        return [base / f for f in self.unsynced], [base / d for d in self.folders]
 
 
 class Store:
@@ -218,7 +230,7 @@ class Store:
         """
         if self.has(sha256):
             return self.entry(sha256), False
-        staged = self.stage(sha256, data, name, where=where)
+        staged = self.stage(sha256, data, name, where=where, sync=True)
         try:
             if before_rename is not None:
                 before_rename()
@@ -229,19 +241,23 @@ class Store:
         self.sync_root()
         return entry, created
 
-    def stage(self, sha256: str, data: bytes, name: str, *, where: str) -> Staged:
-        """Unpack verified artifact bytes into a new temporary folder of the store, fsynced.
+    def stage(
+        self, sha256: str, data: bytes, name: str, *, where: str, sync: bool = True
+    ) -> Staged:
+        """Unpack verified artifact bytes into a new temporary folder of the store.
 
-        Every file and folder in the temporary folder is on the disk when this
-        returns (the fsyncs not already done by the archive unpacker run
-        concurrently). Safe to call from several threads at once, each with
-        its own artifact.
+        With ``sync``, every file and folder in the temporary folder is on the
+        disk when this returns (the fsyncs not already done by the archive
+        unpacker run concurrently); without, :meth:`Staged.to_sync` lists what
+        the caller must fsync before anything refers to the entry. Safe to
+        call from several threads at once, each with its own artifact.
 
         Args:
             sha256: The bytes' sha256, already checked by the caller.
             data: The artifact's bytes.
             name: Its file name (the suffix decides how it is read).
             where: Where it came from, for messages.
+            sync: fsync the rest of the entry here.
 
         Returns:
             The staged entry.
@@ -280,8 +296,13 @@ class Store:
             with open(tmp / RECORD, "xb") as out:
                 out.write(body)
             # The archive unpacker syncs the files it writes; a single module is written plainly.
-            unsynced = [tmp / RECORD] if name.endswith((".zip", ".whl")) else [tmp / RECORD, *paths]
-            sync_all(unsynced, [tmp, *(Path(d) for d, _, _ in os.walk(tree))])
+            unsynced = [RECORD]
+            if not name.endswith((".zip", ".whl")):
+                unsynced += [p.relative_to(tmp).as_posix() for p in paths]
+            folders = [".", *(Path(d).relative_to(tmp).as_posix() for d, _, _ in os.walk(tree))]
+            if sync:
+                sync_all([tmp / f for f in unsynced], [tmp / d for d in folders])
+                unsynced, folders = [], []
         except OSError as exc:
             remove_tree(tmp)
             raise write_error(self.root, exc) from exc
@@ -298,10 +319,10 @@ class Store:
             len(data),
             dataclasses.replace(files.manifest, path=where_manifest),
         )
-        return Staged(sha256, tmp, entry)
+        return Staged(sha256, tmp, entry, tuple(unsynced), tuple(folders))
 
     def place(self, staged: Staged) -> tuple[StoreEntry, bool]:
-        """Rename a synced staged entry into place (the store folder is not fsynced yet).
+        """Rename a staged entry into place (the store folder is not fsynced yet).
 
         Returns:
             The entry, and whether this call created it (False if another
