@@ -103,3 +103,27 @@ def test_a_forked_child_makes_its_own_pools(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+AT_EXIT = """
+import atexit, sys
+from plugmarket._internal import durable
+durable.gather([durable.submit(int)])  # the pools exist, then refuse work at shutdown
+def late():
+    durable.sync_all([], [sys.argv[1], sys.argv[1]])
+    print(durable.gather([durable.submit(lambda: 5)]), flush=True)
+atexit.register(late)
+"""
+
+
+def test_work_started_while_the_interpreter_shuts_down_runs_inline(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", AT_EXIT, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[5]"

@@ -24,7 +24,8 @@ Invariants:
   itself; a job (which may wait for fsyncs) submitted from a job thread runs
   inline there, so the job pool cannot either.
 - A forked child makes new pools on first use (the parent's threads do not
-  exist in it).
+  exist in it); once the interpreter is shutting down and the pools refuse
+  work, jobs and fsyncs run inline, one after another.
 """
 
 from __future__ import annotations
@@ -114,20 +115,30 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
     jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
     jobs += [functools.partial(fsync_dir, d) for d in folders]
     if jobs:
-        syncs = _pool("sync", SYNC_THREADS)
-        gather([syncs.submit(job) for job in jobs[1:]], first=jobs[0])
+        gather([_start("sync", SYNC_THREADS, job) for job in jobs[1:]], first=jobs[0])
 
 
 def submit(job: Callable[[], T]) -> Future[T]:
     """Run ``job`` on the process's job pool (at once, inline, when already on it)."""
     if getattr(_on_job_thread, "active", False):
-        done: Future[T] = Future()
-        try:
-            done.set_result(job())
-        except BaseException as exc:  # handed to whoever waits, as the pool does
-            done.set_exception(exc)
-        return done
-    return _pool("job", JOB_THREADS).submit(job)
+        return _inline(job)
+    return _start("job", JOB_THREADS, job)
+
+
+def _start(kind: str, threads: int, job: Callable[[], T]) -> Future[T]:
+    try:
+        return _pool(kind, threads).submit(job)
+    except RuntimeError:  # the interpreter is shutting down: the pools take no more work
+        return _inline(job)
+
+
+def _inline(job: Callable[[], T]) -> Future[T]:
+    done: Future[T] = Future()
+    try:
+        done.set_result(job())
+    except BaseException as exc:  # handed to whoever waits, as the pool does
+        done.set_exception(exc)
+    return done
 
 
 def gather(futures: Sequence[Future[T]], *, first: Callable[[], T] | None = None) -> list[T]:
