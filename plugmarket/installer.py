@@ -80,7 +80,8 @@ class Installer:
     """The disk state of one home, changed only through transactions.
 
     Construction recovers a transaction that a dead process left unfinished
-    (under the home lock); a recovery that cannot complete is kept in
+    (under the home lock, if it is free at once: a process holding it is alive
+    and recovers first itself); a recovery that cannot complete is kept in
     :attr:`recovery_error` for :meth:`check` to report, and every transaction
     tries again first.
 
