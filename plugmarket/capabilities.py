@@ -62,9 +62,9 @@ KINDS = frozenset(
 #: Kinds that take a scope after a colon.
 SCOPED_KINDS = frozenset({"fs.read", "fs.write", "net", "env"})
 
-_HOST = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$|^\*$")
-_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
+_HOST = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\Z|^\*\Z")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?\Z")
 _GLOB_CHARS = frozenset("*?[")
 
 

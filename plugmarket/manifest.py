@@ -46,7 +46,7 @@ __all__ = [
 #: The plugin-API version this plugmarket offers; manifests' ``host`` ranges match it.
 HOST_API_VERSION = Version("1.0")
 #: What a plugin id may look like: nothing that can become a path.
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}\Z")
 MANIFEST_FILE = "plugin.toml"
 
 _STR_FIELDS = ("name", "summary", "description", "license", "homepage", "entry")
@@ -54,7 +54,7 @@ _LIST_FIELDS = ("authors", "categories", "tags")
 _KNOWN = frozenset(
     {"id", "version", "requires", "host", "capabilities", *_STR_FIELDS, *_LIST_FIELDS}
 )
-_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _MAX_TEXT = 64 * 1024  # characters in one text field
 _MAX_ITEMS = 256  # entries in one list field
 

@@ -73,3 +73,11 @@ def test_covers_and_missing() -> None:
     asked = [parse_capability(c) for c in ["fs.read:/data/x", "net:api.example.com", "subprocess"]]
     assert grants.missing(asked) == (Capability("subprocess"),)
     assert not Grants(["fs.read:/data"]).covers(Capability("fs.read"))
+
+
+@pytest.mark.parametrize(
+    "text", ["net:example.com\nevil.org", "env:HOME\nPATH", "net:1.2.3.4\n:80"]
+)
+def test_a_scope_with_a_newline_inside_is_refused(text: str) -> None:
+    with pytest.raises(ManifestError):
+        parse_capability(text)

@@ -80,3 +80,9 @@ def test_broken_toml_is_a_manifest_error(tmp_path: Path) -> None:
     (tmp_path / "plugin.toml").write_text('id = "x\n')
     with pytest.raises(ManifestError, match="not valid TOML"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["csv-tools\n", "csv-tools\n\n"])
+def test_an_id_with_a_trailing_newline_is_refused(value: str) -> None:
+    with pytest.raises(ManifestError):
+        read_manifest_text(f"__plugin__ = {{'id': {value!r}, 'version': '1'}}\n", path="p.py")
