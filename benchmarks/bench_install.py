@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -233,8 +234,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/install.json"))
     args = parser.parse_args()
+    load = [os.getloadavg()[0]]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="plugmarket-bench-") as tmp:
         result = run(args.rounds, Path(tmp))
+    load.append(os.getloadavg()[0])
+    print(f"{os.cpu_count()} cores, load average {load[0]:.2f} before, {load[1]:.2f} after")
     print(f"{'':28}{'median':>12}")
     for name, ms in result.items():
         print(f"{name:28}{ms:>10.2f} ms")
@@ -246,7 +250,8 @@ def main() -> None:
         )
     print("targets: one <= 10 ms, chain <= 20 ms, hot swap <= 20 ms; >= 6x uv, >= 30x pip")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"median_ms": result, "rounds": args.rounds}, indent=2) + "\n")
+    summary = {"median_ms": result, "rounds": args.rounds, "cores": os.cpu_count(), "load": load}
+    args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
