@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +86,7 @@ class Marketplace:
         self._installer: Installer | None = None
         self._live: LiveSet | None = None
         self._seen_current: tuple[int, int] | None = None
+        self._changed: list[PlanItem] = []  # what the operation under way changed, for the audit
 
     def __repr__(self) -> str:
         return f"<Marketplace home={str(self.settings.home)!r}>"
@@ -291,7 +292,9 @@ class Marketplace:
         """Load an installed plugin into this process (whatever its enabled flag)."""
         live = self._need_live()
         plugin = self._require_installed(self.installer.current(), plugin_id)
-        return live.load(plugin, self.installer.files(plugin))
+        loaded = live.load(plugin, self.installer.files(plugin))
+        self._record_loads([plugin.id])
+        return loaded
 
     def unload(self, plugin_id: str) -> None:
         """Unload a plugin from this process only; the installed set is unchanged."""
@@ -311,6 +314,7 @@ class Marketplace:
         current = self.installer.current()
         changed = live.sync(current, self.installer.files)
         self._seen_current = marker
+        self._record_loads(changed.loaded)
         return bool(changed)
 
     # --- lockfiles ---------------------------------------------------------------------
@@ -415,6 +419,8 @@ class Marketplace:
         self.installer.apply(plan, self._fetch, reason=reason, live=self.live, changes=changes)
         self._mark_seen()
         self._record_stats(plan, time.perf_counter() - started)
+        self._changed.extend(plan.items)
+        self._record_loads(i.id for i in plan.items if i.action != "remove")
         return plan
 
     def _fetch(self, item: PlanItem) -> bytes:
@@ -427,6 +433,11 @@ class Marketplace:
         with self._operation(operation, plugin_id), self.installer.locked(operation):
             plugin = self._require_installed(self.installer.current(), plugin_id)
             changed = edit(plugin)
+            self._changed.append(
+                PlanItem(
+                    "change", plugin_id, plugin.version, changed.version, grants=changed.grants
+                )
+            )
             if changed != plugin:
                 self.installer.apply(
                     Plan(operation),
@@ -478,7 +489,9 @@ class Marketplace:
 
     @contextmanager
     def _operation(self, operation: str, subject: str) -> Iterator[None]:
-        """Record the operation in the audit log, whether it succeeds or fails."""
+        """Record the operation in the audit log, whether it succeeds or fails, with the
+        plugins it changed (versions, grants) and the generation it left current."""
+        self._changed = []
         try:
             yield
         except ConsentRequired:
@@ -486,19 +499,52 @@ class Marketplace:
         except PlugmarketError as exc:
             self._audit(operation, subject, f"error: {exc.message}")
             raise
-        self._audit(operation, subject, "ok")
+        generation = self._installer.current().number if self._installer is not None else None
+        self._audit(operation, subject, "ok", changed=self._changed, generation=generation)
 
-    def _audit(self, operation: str, subject: str, result: str) -> None:
+    def _audit(
+        self,
+        operation: str,
+        subject: str,
+        result: str,
+        *,
+        changed: Sequence[PlanItem] = (),
+        generation: int | None = None,
+    ) -> None:
         from plugmarket._internal.records import AuditLog
+        from plugmarket.results import PluginChange
 
+        plugins = [
+            PluginChange(i.id, i.old_version, i.new_version, i.grants if i.new_version else ())
+            for i in changed
+        ]
         AuditLog(self.settings.home).append(
-            AuditLog.entry(operation, subject, result, surface=self.surface)
+            AuditLog.entry(
+                operation,
+                subject,
+                result,
+                surface=self.surface,
+                plugins=plugins,
+                generation=generation,
+            )
         )
 
     def _record_denial(self, denial: Any) -> None:
         from plugmarket._internal.records import AuditLog
 
         AuditLog(self.settings.home).denial(denial, surface=self.surface)
+
+    def _record_loads(self, plugin_ids: Iterable[str]) -> None:
+        """Count a load, with its time, for each of these plugins now live here."""
+        from plugmarket import loader
+        from plugmarket._internal.records import Stats
+
+        live = loader.loaded()
+        stats = Stats(self.settings.home)
+        for plugin_id in plugin_ids:
+            plugin = live.get(plugin_id)
+            if plugin is not None:
+                stats.record(plugin_id, "load", seconds=plugin.load_seconds)
 
     def _record_stats(self, plan: Plan, seconds: float) -> None:
         from plugmarket._internal.records import Stats
@@ -534,7 +580,7 @@ def _pinned(plan: Plan, spec: Any) -> Plan:
             )
         granted = tuple(pin.grants)
         new = tuple(c for c in granted if c not in _already_granted(plan, item.id))
-        items.append(replace(item, grants=granted, new_capabilities=new))
+        items.append(replace(item, grants=granted, new_capabilities=new, explicit=pin.explicit))
     return Plan(plan.operation, tuple(items), skipped=plan.skipped)
 
 

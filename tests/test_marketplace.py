@@ -260,3 +260,43 @@ def test_syncing_to_a_lockfile_makes_the_set_exactly_the_lockfiles(
     market.apply_lock(lock, yes=True)
     assert {p.id: p.version for p in market.installed()} == {"units": "1.0.0"}
     assert set(loader.loaded()) == {"units"}
+
+
+def test_the_audit_log_records_versions_grants_and_the_generation(market: Marketplace) -> None:
+    market.install("units", "1.0.0", yes=True)
+    market.update("units")
+    update, install = market.audit()[:2]
+    assert (install.operation, update.operation) == ("install", "update")
+    assert [(p.id, p.old_version, p.new_version) for p in update.plugins] == [
+        ("units", "1.0.0", "1.1.0")
+    ]
+    assert set(install.plugins[0].grants) == {"ipython.magics", "ipython.namespace"}
+    assert update.generation == market.installer.current().number
+
+
+def test_load_times_are_recorded(market: Marketplace, home: Path, host: PlainHost) -> None:
+    market.install("todo", yes=True)
+    stats = market.stats("todo")
+    assert stats.loads == 1
+    kernel = Marketplace(home, host=host)  # another kernel on the same home
+    market.unload("todo")
+    kernel.sync()
+    assert market.stats("todo").loads == 2
+
+
+def test_a_lockfile_keeps_which_plugins_came_as_dependencies(
+    market: Marketplace, tmp_path: Path
+) -> None:
+    market.install("csv-preview", yes=True)
+    lock = tmp_path / "plugins.lock"
+    lock.write_bytes(market.lock())
+    for plugin in reversed(list(loader.loaded().values())):
+        loader.unload(plugin)
+    fresh = Marketplace(tmp_path / "fresh-home", host=PlainHost())
+    fresh.apply_lock(lock, yes=True)
+    assert {p.id: p.explicit for p in fresh.installed()} == {
+        "csv-preview": True,
+        "table-kit": False,
+    }
+    fresh.uninstall("csv-preview")
+    assert fresh.installed() == []
