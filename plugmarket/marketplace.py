@@ -226,7 +226,7 @@ class Marketplace:
                     if plan.needs_consent:
                         skipped.append(
                             f"{plugin_id}: {_summary(plan)}; "
-                            f"run `%plugin update {plugin_id}` to review it"
+                            f"run `plugmarket update {plugin_id}` to review it"
                         )
                         continue
                     self._apply(plan, yes=True, reason=f"auto update {plugin_id}")
@@ -470,7 +470,7 @@ class Marketplace:
             raise InstallError(
                 f"{plugin_id} is not installed",
                 plugin_id=plugin_id,
-                hint="See what is installed with `%plugin list`.",
+                hint="See what is installed with `plugmarket list`.",
             )
         return plugin
 

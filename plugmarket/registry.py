@@ -385,7 +385,7 @@ class RegistryClient:
             raise RegistryError(
                 f"no plugin {plugin_id!r} in the registries {names}",
                 file=INDEX_FILE,
-                hint="Search for it (`%plugin search WORD`) to find the right id.",
+                hint="Search for it (`plugmarket search WORD`) to find the right id.",
             )
         state, snap = holders[0]
         return state, snap, tuple(s.source.label for s, _ in holders[1:])
@@ -494,6 +494,6 @@ def _find_version(detail: PluginDetail, version: str, label: str) -> VersionInfo
             f"registry {label!r}: {detail.id} has no version {version!r} (it has {listed})",
             registry=label,
             file=f"plugins/{detail.id}.json",
-            hint="Pick one of the listed versions (`%plugin versions ID`).",
+            hint="Pick one of the listed versions (`plugmarket versions ID`).",
         )
     return info

@@ -319,7 +319,7 @@ def _removals(remove: Collection[str], installed: Generation) -> set[str]:
         raise ResolutionError(
             f"cannot uninstall {_and(missing)}: not installed (installed: {have})",
             conflicts=[("you", m) for m in missing],
-            hint="Check the id with `%plugin list`.",
+            hint="Check the id with `plugmarket list`.",
         )
     blocking: list[tuple[str, str]] = []
     for pid in sorted(removed):

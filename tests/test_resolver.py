@@ -291,7 +291,7 @@ def test_a_locked_installed_plugin_that_does_not_fit_is_a_conflict_naming_the_up
         "update table-kit too"
     )
     assert err.value.conflicts == (("csv-preview", "table-kit>=2"),)
-    assert "%plugin update table-kit" in err.value.hint
+    assert "plugmarket update table-kit" in err.value.hint
     assert isinstance(err.value.__cause__, resolvelib.ResolutionImpossible)
 
     res = run(["csv-preview"], cat, settings, installed=have, upgrade=["table-kit"])

@@ -434,7 +434,7 @@ def unknown_plugin(plugin_id: str, known: Iterable[str]) -> ResolutionError:
     return ResolutionError(
         f"no plugin {plugin_id!r} in any configured registry.{suggestion}",
         conflicts=[("you", plugin_id)],
-        hint="Search for it (`%plugin search WORD`), or add the registry that carries it.",
+        hint="Search for it (`plugmarket search WORD`), or add the registry that carries it.",
     )
 
 
@@ -494,7 +494,7 @@ def _sentence(
     if pid in provider.locked and current is not None and unmet:
         return (
             f"{who}, but {pid} {current.version} is installed; update {pid} too",
-            f"Update {pid} too (`%plugin update {pid}`), or ask for versions that fit "
+            f"Update {pid} too (`plugmarket update {pid}`), or ask for versions that fit "
             f"{pid} {current.version}.",
         )
     pins = [r.pinned for r in reqs if r.pinned is not None]
