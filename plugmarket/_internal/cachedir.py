@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from plugmarket._internal.durable import fsync_dir
 from plugmarket.errors import SourceError
 
 __all__ = ["store_tree", "write_error"]
@@ -60,7 +61,7 @@ def store_tree(cache: Path, key: str, fill: Callable[[Path], None]) -> tuple[Pat
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
         raise
-    _fsync_dir(cache)
+    fsync_dir(cache)
     return final, True
 
 
@@ -79,16 +80,3 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             return
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from plugmarket._internal.durable import fsync_dir
 from plugmarket._internal.registry_format import SIGNATURE_FILE, canonical_json, loads_strict
 from plugmarket.errors import RegistryError, SignatureError
 
@@ -97,17 +98,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, exclusive: bool 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 def generate_keypair(name_path: Path | str) -> tuple[Path, Path]:
