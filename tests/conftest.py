@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.httpserver import LoopbackServer
+from tests.support.registry import Clients, TestRegistry, make_registry
 from tests.support.shell import real_shell
 
 
@@ -53,3 +54,26 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A real IPython InteractiveShell writing only under tmp_path, cleared after the test."""
     with real_shell(tmp_path, monkeypatch) as sh:
         yield sh
+
+
+# --- registries: a signed registry folder, served on loopback, and clients of it ---------
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> TestRegistry:
+    """A signed registry folder the test can publish into and re-sign."""
+    return make_registry(tmp_path)
+
+
+@pytest.fixture
+def served(registry: TestRegistry, http_server: Callable[..., LoopbackServer]) -> LoopbackServer:
+    """The registry folder served over HTTP on 127.0.0.1."""
+    return http_server(registry.root)
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    """Registry clients made in the test, all closed after it."""
+    made = Clients()
+    yield made
+    made.close()

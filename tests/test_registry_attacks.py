@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,26 +20,9 @@ import pytest
 from plugmarket._internal.registry_format import PluginDetail
 from plugmarket.errors import IntegrityError, RegistryError, SignatureError
 from tests.support.httpserver import LoopbackServer, endless, trickle
-from tests.support.registry import Clients, Clock, TestRegistry, make_registry
+from tests.support.registry import Clients, Clock, TestRegistry
 
 Serve = Callable[..., LoopbackServer]
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> TestRegistry:
-    return make_registry(tmp_path)
-
-
-@pytest.fixture
-def served(registry: TestRegistry, http_server: Serve) -> LoopbackServer:
-    return http_server(registry.root)
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    made = Clients()
-    yield made
-    made.close()
 
 
 def sha(data: bytes) -> str:

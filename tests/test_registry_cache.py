@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from plugmarket.errors import OfflineError, RegistryError
 from plugmarket.registry import RegistryClient, StaleDataWarning
 from plugmarket.settings import from_env
 from tests.support.httpserver import LoopbackServer, status
-from tests.support.registry import Clients, Clock, TestRegistry, make_registry
+from tests.support.registry import Clients, Clock, TestRegistry
 
 Serve = Callable[..., LoopbackServer]
 
@@ -154,23 +154,6 @@ with RegistryClient(settings, now=lambda: now) as client:
     details = [client.details(i).id for i in args["ids"] * 5]
 print(hits, len(details))
 """
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> TestRegistry:
-    return make_registry(tmp_path)
-
-
-@pytest.fixture
-def served(registry: TestRegistry, http_server: Serve) -> LoopbackServer:
-    return http_server(registry.root)
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    made = Clients()
-    yield made
-    made.close()
 
 
 def second_process(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -19,23 +19,6 @@ from tests.support.registry import Clients, Clock, TestRegistry, make_registry
 
 Serve = Callable[..., LoopbackServer]
 MakeClient = Callable[..., RegistryClient]
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> TestRegistry:
-    return make_registry(tmp_path)
-
-
-@pytest.fixture
-def served(registry: TestRegistry, http_server: Serve) -> LoopbackServer:
-    return http_server(registry.root)
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    made = Clients()
-    yield made
-    made.close()
 
 
 @pytest.fixture
