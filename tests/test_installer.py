@@ -162,23 +162,7 @@ def test_an_artifact_that_holds_another_plugin_is_refused(
 
 
 def test_a_refused_archive_leaves_nothing_behind(tmp_path: Path, home: Path) -> None:
-    import hashlib
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("slip/__init__.py", "__plugin__ = {'id': 'slip', 'version': '1'}\n")
-        zf.writestr("slip/../../escape.py", "x = 1\n")
-    path = tmp_path / "slip-1.zip"
-    path.write_bytes(buffer.getvalue())
-    item = PlanItem(
-        "add",
-        "slip",
-        new_version="1",
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        url=path.as_uri(),
-    )
+    item = _zip_slip_item(tmp_path)
     inst = _installer(home)
     with pytest.raises(ArchiveError):
         inst.apply(Plan("install", (item,)), fetch, reason="install")
@@ -481,23 +465,7 @@ def test_a_download_that_fails_after_the_journal_leaves_nothing_and_keeps_its_er
 def test_a_refused_archive_beside_one_being_unpacked_leaves_nothing_behind(
     tmp_path: Path, home: Path, arts: dict[str, Artifact]
 ) -> None:
-    import hashlib
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("slip/__init__.py", "__plugin__ = {'id': 'slip', 'version': '1'}\n")
-        zf.writestr("slip/../../escape.py", "x = 1\n")
-    path = tmp_path / "slip-1.zip"
-    path.write_bytes(buffer.getvalue())
-    slip = PlanItem(
-        "add",
-        "slip",
-        new_version="1",
-        sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
-        url=path.as_uri(),
-    )
+    slip = _zip_slip_item(tmp_path)
     inst = _installer(home)
     plan = Plan("install", (arts["alpha-1"].add(), slip, arts["gamma-1"].add()))
     with pytest.raises(ArchiveError):
@@ -538,3 +506,24 @@ def test_start_up_does_not_wait_for_a_live_lock_holder_to_recover(
     assert "undid install (1 -> 2)" in started.recovered  # the transaction recovered first
     assert _versions(started.current()) == {"alpha": "1.0", "gamma": "1.0"}
     assert started.check().problems == ()
+
+
+def _zip_slip_item(folder: Path) -> PlanItem:
+    """A plan item whose artifact is a zip with a ``../`` member (a zip-slip attack)."""
+    import hashlib
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("slip/__init__.py", "__plugin__ = {'id': 'slip', 'version': '1'}\n")
+        zf.writestr("slip/../../escape.py", "x = 1\n")
+    path = folder / "slip-1.zip"
+    path.write_bytes(buffer.getvalue())
+    return PlanItem(
+        "add",
+        "slip",
+        new_version="1",
+        sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
+        url=path.as_uri(),
+    )
