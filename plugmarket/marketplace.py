@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugmarket.capabilities import Grants, parse_capability
-from plugmarket.errors import ConsentRequired, InstallError, PlugmarketError
+from plugmarket.errors import ConsentRequired, InstallError, ManifestError, PlugmarketError
 from plugmarket.manifest import normalize_id, validate_id
 from plugmarket.plan import Plan, PlanItem
 from plugmarket.settings import Settings
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from plugmarket.live import LiveSet
     from plugmarket.registry import PluginDetails, RegistryClient, SearchHit
 
-__all__ = ["Marketplace"]
+__all__ = ["LOCAL", "Marketplace"]
+
+#: The registry label of plugins defined in code (``%%plugin define``), not downloaded.
+LOCAL = "local"
 
 ProgressFactory = Callable[[str, int], "Progress"]
 
@@ -147,7 +150,10 @@ class Marketplace:
 
     def versions(self, plugin_id: str) -> list[Any]:
         """Every version of a plugin, newest first (yanked ones included, marked)."""
-        return self.registry.versions(validate_id(plugin_id, field_name="plugin id"))
+        from plugmarket.results import VersionList
+
+        plugin_id = validate_id(plugin_id, field_name="plugin id")
+        return VersionList(self.registry.versions(plugin_id), plugin_id=plugin_id)
 
     def installed(self) -> list[InstalledPlugin]:
         """The plugins of the current generation."""
@@ -245,6 +251,87 @@ class Marketplace:
         with self._operation("uninstall", plugin_id), self.installer.locked("uninstall"):
             plan = self._resolve([], operation="uninstall", remove=[plugin_id])
             return self._apply(plan, yes=True, reason=f"uninstall {plugin_id}")
+
+    def define(
+        self,
+        code: str,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        grants: Sequence[str] = (),
+        yes: bool = False,
+    ) -> Plan:
+        """Install a plugin written as a string of code (``%%plugin define``), and make it live.
+
+        The code is a module with ``activate(ctx)``. Its manifest is its own
+        ``__plugin__`` literal, else one made of ``plugin_id``, ``version``
+        (default ``0.0.0``) and ``grants`` as the capabilities it requests.
+        Defining an installed id again (a new version, or the same one with new
+        code) is an update, hot-swapped. Plugins it requires come from the
+        registries, as for an install.
+
+        Consent: the user wrote the code, so adding it needs none; the
+        capabilities listed in ``grants`` are granted by naming them. Any other
+        capability it requests (its ``__plugin__`` literal's) needs ``yes``.
+
+        Raises:
+            ManifestError: the id, version, a capability or the literal is invalid.
+            ConsentRequired: it requests capabilities not named in ``grants``.
+            InstallError: the id is installed from a registry, or is beyond the admin's cap.
+            ResolutionError: what it requires cannot be installed.
+        """
+        import hashlib
+
+        from plugmarket.manifest import read_manifest_text
+
+        plugin_id = validate_id(plugin_id, field_name="plugin id")
+        named = tuple(str(parse_capability(c)) for c in grants)
+        data = _code_artifact(code, plugin_id, version, named)
+        manifest = read_manifest_text(data.decode(), path=f"code:{plugin_id}", toml=False)
+        if manifest.id != plugin_id:
+            raise ManifestError(
+                f"code:{plugin_id}: the code's __plugin__ literal says id {manifest.id!r}, "
+                f"but it was defined as {plugin_id!r}",
+                path=f"code:{plugin_id}",
+                field="id",
+                found=manifest.id,
+                allowed=plugin_id,
+                hint="Make the literal's id and the id you define the same.",
+            )
+        requested = tuple(str(c) for c in manifest.capabilities)
+        with self._operation("define", plugin_id), self.installer.locked("define"):
+            old = self.installer.current().plugins.get(plugin_id)
+            if old is not None and old.registry != LOCAL:
+                raise InstallError(
+                    f"{plugin_id} is installed from the registry {old.registry!r}; "
+                    "a plugin defined in code cannot replace it",
+                    plugin_id=plugin_id,
+                    step="define",
+                    hint=f"Pick another id, or uninstall {plugin_id} first.",
+                )
+            self._within_cap(plugin_id, requested)
+            before = Grants((*named, *(old.grants if old is not None else ())))
+            new = tuple(c for c in requested if not before.covers(parse_capability(c)))
+            needs = [str(r) for r in manifest.requires]
+            deps = self._resolve(needs, operation="define") if needs else Plan("define")
+            item = PlanItem(
+                "change" if old is not None else "add",
+                plugin_id,
+                old_version=old.version if old is not None else "",
+                new_version=str(manifest.version),
+                capabilities=requested,
+                grants=requested,
+                new_capabilities=new,
+                registry=LOCAL,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+            )
+            plan = Plan("define", (*(i for i in deps.items if i.id != plugin_id), item))
+
+            def fetch(wanted: PlanItem) -> bytes:
+                return data if wanted.id == plugin_id else self._fetch(wanted)
+
+            return self._apply(plan, yes=yes or not new, reason=f"define {plugin_id}", fetch=fetch)
 
     def rollback(self) -> Generation:
         """Switch back to the previous generation (as a new one), on disk and live."""
@@ -406,6 +493,7 @@ class Marketplace:
         yes: bool,
         reason: str,
         changes: Mapping[str, InstalledPlugin] | None = None,
+        fetch: Callable[[PlanItem], bytes] | None = None,
     ) -> Plan:
         if plan.needs_consent and not yes:
             raise ConsentRequired(
@@ -416,7 +504,9 @@ class Marketplace:
         if plan.empty and not changes:
             return plan
         started = time.perf_counter()
-        self.installer.apply(plan, self._fetch, reason=reason, live=self.live, changes=changes)
+        self.installer.apply(
+            plan, fetch or self._fetch, reason=reason, live=self.live, changes=changes
+        )
         self._mark_seen()
         self._record_stats(plan, time.perf_counter() - started)
         self._changed.extend(plan.items)
@@ -589,6 +679,19 @@ def _already_granted(plan: Plan, plugin_id: str) -> tuple[str, ...]:
     if item is None or item.action == "add":
         return ()
     return tuple(c for c in item.grants if c not in item.new_capabilities)
+
+
+def _code_artifact(code: str, plugin_id: str, version: str | None, caps: Sequence[str]) -> bytes:
+    """The code as a one-module artifact, with a ``__plugin__`` literal appended if it has none.
+
+    Appended, not prepended, so line numbers in tracebacks are the cell's.
+    """
+    import re
+
+    if re.search(r"^__plugin__\s*(:[^=]*)?=", code, re.M):
+        return code.encode()
+    literal = {"id": plugin_id, "version": version or "0.0.0", "capabilities": list(caps)}
+    return f"{code.rstrip()}\n\n__plugin__ = {literal!r}\n".encode()
 
 
 def _configured(*, home: str | Path | None, registry: str | None) -> Settings:

@@ -27,7 +27,8 @@ from plugmarket.errors import PlugmarketError
 
 if TYPE_CHECKING:
     from plugmarket._internal.installed import InstalledPlugin
-    from plugmarket.registry import SearchHit
+    from plugmarket._internal.registry_format import VersionInfo
+    from plugmarket.registry import PluginDetails, SearchHit
 
 __all__ = [
     "STAT_EVENTS",
@@ -43,7 +44,10 @@ __all__ = [
     "SearchResults",
     "StatsTable",
     "Timing",
+    "VersionList",
+    "badges",
     "current_user",
+    "details_html",
     "stars",
 ]
 
@@ -75,11 +79,30 @@ def _when(time: datetime) -> str:
     return time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+class Markup(str):
+    """HTML already escaped, which :func:`_table` puts in a cell as it is."""
+
+
+def badges(capabilities: Iterable[str], *, new: Iterable[str] = ()) -> Markup:
+    """Capabilities as badges; those in ``new`` (not granted before) stand out."""
+    fresh = set(new)
+    return Markup(
+        " ".join(
+            f'<code style="background:{"#fde2e1" if c in fresh else "#e8eefc"};'
+            f'border-radius:3px;padding:0 3px">{html.escape(c)}</code>'
+            for c in capabilities
+        )
+    )
+
+
 def _table(headers: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
-    """An HTML table; cells are escaped here, so callers pass plain text."""
+    """An HTML table; plain-text cells are escaped here, :class:`Markup` cells kept."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>"
+        + "".join(f"<td>{c if isinstance(c, Markup) else html.escape(c)}</td>" for c in row)
+        + "</tr>"
+        for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -465,7 +488,61 @@ class SearchResults(list["SearchHit"]):
 
     def _repr_html_(self) -> str:
         headers = ("plugin", "version", "rating", "summary", "capabilities", "registry")
-        return _table(headers, self._cells())
+        rows = [
+            (*row[:4], badges(h.capabilities), row[5])
+            for h, row in zip(self, self._cells(), strict=True)
+        ]
+        return _table(headers, rows)
+
+
+class VersionList(list["VersionInfo"]):
+    """Every published version of one plugin, newest first; yanked ones are marked."""
+
+    def __init__(self, versions: Iterable[VersionInfo] = (), *, plugin_id: str = "") -> None:
+        super().__init__(versions)
+        self.plugin_id = plugin_id
+
+    def __repr__(self) -> str:
+        if not self:
+            return f"{self.plugin_id}: no versions"
+        rows = [f"{self.plugin_id}: {len(self)} version(s)"]
+        for v in self:
+            caps = ", ".join(v.capabilities) or "no capabilities"
+            note = f"  YANKED: {v.yanked_reason}" if v.yanked else ""
+            rows.append(f"  {v.version!s:10} {v.channel:7} {caps}{note}")
+        return "\n".join(rows)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for v in self:
+            version = html.escape(str(v.version))
+            shown = Markup(f'<s title="yanked">{version}</s>' if v.yanked else version)
+            note = f"yanked: {v.yanked_reason}" if v.yanked else ""
+            rows.append((shown, v.channel, badges(v.capabilities), _when(v.published), note))
+        caption = f"<p><b>{html.escape(self.plugin_id)}</b></p>"
+        headers = ("version", "channel", "capabilities", "published", "note")
+        return caption + _table(headers, rows)
+
+
+def details_html(details: PluginDetails) -> str:
+    """A plugin's details for a notebook: rating as stars, versions with yanked ones struck."""
+    entry, detail = details.entry, details.detail
+    rating = (
+        f"{stars(int(entry.rating + 0.5))} {entry.rating:.1f} ({entry.ratings_count})"
+        if entry.rating is not None
+        else "not rated yet"
+    )
+    also = f" (also in {', '.join(details.also_in)})" if details.also_in else ""
+    versions = VersionList(reversed(detail.versions), plugin_id=detail.id)._repr_html_()
+    tags = ", ".join(detail.tags) or "-"
+    return (
+        f"<p><b>{html.escape(detail.name or detail.id)}</b> <code>{html.escape(detail.id)}</code>"
+        f" — {html.escape(detail.summary)}</p>"
+        f"<p>{html.escape(rating)} · {entry.downloads} downloads · tags: {html.escape(tags)}"
+        f" · registry {html.escape(details.registry + also)}</p>"
+        + (f"<p>{html.escape(detail.description)}</p>" if detail.description else "")
+        + versions
+    )
 
 
 class InstalledList(list["InstalledPlugin"]):
