@@ -97,6 +97,20 @@ if TYPE_CHECKING:
     from plugmarket.sources import PluginFiles, Source
 
 
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext plugmarket``: register ``%plugin`` and ``%%plugin`` (see plugmarket.magics)."""
+    from plugmarket.magics import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """``%unload_ext plugmarket``: remove the magics and unload every plugin."""
+    from plugmarket.magics import unload_ipython_extension as unload
+
+    unload(shell)
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from plugmarket._internal.fetch import Progress
     from plugmarket.marketplace import Marketplace
 
-__all__ = ["USER_VERBS"]
+__all__ = ["USER_VERBS", "plain_data"]
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -58,16 +58,16 @@ def _bar(plugin_id: str, size: int) -> Progress:
     return update
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """JSON-able data for results: dataclasses, versions, times, mappings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
@@ -75,7 +75,7 @@ def _plain(value: Any) -> Any:
 
 def _show(args: argparse.Namespace, result: Any) -> int:
     if getattr(args, "json", False):
-        print(json.dumps(_plain(result), indent=2, sort_keys=True))
+        print(json.dumps(plain_data(result), indent=2, sort_keys=True))
     elif isinstance(result, list):
         for row in result:
             print(row if isinstance(row, str) else repr(row))
@@ -258,7 +258,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _describe_settings(settings: Any) -> str:
-    data = _plain(settings)
+    data = plain_data(settings)
     return "\n".join(f"{key:22} {value}" for key, value in sorted(data.items()))
 
 

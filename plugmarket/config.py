@@ -414,3 +414,99 @@ def _check_registry_url(where: str, url: object) -> None:
         raise TraitError(
             f"{where}.url is {url!r}; expected an https, http or file URL, or a folder path"
         )
+
+
+# --- reading and changing settings at run time (``%plugin config``) ------------------------
+
+#: Settings ``%plugin config KEY VALUE`` may change in a running kernel. The home
+#: (and so the installed set) and the capability cap are fixed for a process's life.
+RUNTIME_KEYS = (
+    "enabled",
+    "cache_ttl",
+    "require_signature",
+    "allowed_origins",
+    "max_plugin_size",
+    "offline",
+    "auto_update",
+    "channel",
+    "activation_timeout",
+    "registry",
+)
+
+
+class SettingsView(dict[str, Any]):
+    """Settings as ``name -> value``: aligned text for a terminal, a table for a notebook."""
+
+    def __repr__(self) -> str:
+        width = max((len(k) for k in self), default=0)
+        return "\n".join(f"{k:{width}}  {_shown(v)}" for k, v in self.items())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(
+            f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(_shown(v))}</td></tr>"
+            for k, v in self.items()
+        )
+        return f"<table><tr><th>setting</th><th>value</th></tr>{rows}</table>"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+        return ", ".join(getattr(v, "url", str(v)) for v in value)
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def describe_settings(settings: Settings, only: str | None = None) -> SettingsView:
+    """The settings in effect (or just ``only``), for ``%plugin config``.
+
+    Raises:
+        PlugmarketError: ``only`` names no setting.
+    """
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    if only is None:
+        return SettingsView(sorted(values.items()))
+    if only == "registry":
+        only = "registries"
+    if only not in values:
+        raise PlugmarketError(
+            f"there is no setting {only!r}",
+            hint=f"The settings are: {', '.join(sorted(values))}.",
+        )
+    return SettingsView({only: values[only]})
+
+
+def change_setting(settings: Settings, key: str, text: str) -> Settings:
+    """``settings`` with ``key`` set from ``text``, checked as the config file's trait is.
+
+    ``registry`` replaces the registries with one URL or folder (trusted with
+    ``PLUGMARKET_TRUSTED_KEYS``, as the environment variable does).
+
+    Raises:
+        PlugmarketError: the key cannot be changed at run time, or the value is invalid.
+    """
+    if key not in RUNTIME_KEYS:
+        raise PlugmarketError(
+            f"{key!r} cannot be changed in a running kernel",
+            hint=f"These can: {', '.join(RUNTIME_KEYS)}. Set the others in ipython_config.py "
+            "(c.Plugmarket.<name>) or the environment, then restart the kernel.",
+        )
+    if key == "registry":
+        keys = os.environ.get("PLUGMARKET_TRUSTED_KEYS", "")
+        _check_registry_url("registry", text)
+        return from_env({"PLUGMARKET_TRUSTED_KEYS": keys}, registry=text, base=settings)
+    traits = Plugmarket.class_traits()
+    trait = traits[key]
+    holder = Plugmarket()
+    try:
+        value = trait.from_string(text)
+        setattr(holder, key, value)  # runs the trait's checks
+    except (TraitError, ValueError, SyntaxError) as exc:
+        raise PlugmarketError(
+            f"{key} cannot be {text!r}: {exc}",
+            hint=f"{trait.help}",
+        ) from None
+    checked = getattr(holder, key)
+    return settings.replace(**{key: tuple(checked) if isinstance(checked, list) else checked})

@@ -132,6 +132,23 @@ class LiveSet:
         self.generation = generation.number
         return changes
 
+    def clear(self) -> list[str]:
+        """Unload every plugin of this process, dependents first, and forget the generation.
+
+        Returns:
+            The ids unloaded, in order. A plugin whose ``deactivate`` fails is
+            still unloaded (the loader runs its undo stack regardless).
+        """
+        live = dict(loader.loaded())
+        order = [lp.id for lp in reversed(_order(live, live.values()))]
+        for plugin_id in order:
+            loader.unload(plugin_id)
+        self._pinned.clear()
+        self._held.clear()
+        self._known.clear()
+        self.generation = None
+        return order
+
     def load(self, plugin: InstalledPlugin, files: PluginFiles) -> LoadedPlugin:
         """Load an installed plugin into this process by hand (even a disabled one).
 

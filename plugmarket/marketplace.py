@@ -121,6 +121,23 @@ class Marketplace:
             self._live = LiveSet(self.settings, host=self._host, audit=self._record_denial)
         return self._live
 
+    def reconfigure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (``%plugin config``); the home must stay the same.
+
+        The registry client and the installer are made anew on their next use;
+        the live plugins stay loaded.
+        """
+        if settings.home != self.settings.home:
+            raise PlugmarketError(
+                "the home cannot change while plugins from it are live",
+                hint="Set PLUGMARKET_HOME (or c.Plugmarket.home) and restart the kernel.",
+            )
+        self.close()
+        self.settings = settings
+        self._installer = None
+        if self._live is not None:
+            self._live.settings = settings
+
     def close(self) -> None:
         """Release the registry client's connections."""
         if self._registry is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Plan", "PlanItem"]
 
@@ -99,6 +100,9 @@ class Plan:
 
     def __repr__(self) -> str:
         return f"<Plan {self.operation}: {len(self.items)} change(s)>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))  # IPython's terminal shows the whole plan
 
     def _repr_html_(self) -> str:
         if self.empty:
