@@ -312,7 +312,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             market = Marketplace(surface="panel", progress=self._track)
         self.market = market
 
-        self.status = w.HTML("")
+        self.status = w.Label("")
         self.error = w.HTML("")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="")
         self.dialog_area = w.VBox([])
@@ -393,7 +393,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         self._fill_filters(hits)
         found = f"{len(hits)} plugin(s)" if hits else str(hits)
         self.results_box.children = [w.HTML(f"<small>{html.escape(found)}</small>"), *self.results]
-        self.status.value = html.escape(f"found {found}")
+        self.status.value = f"found {found}"
 
     def show_details(self, plugin_id: str) -> None:
         """Show a plugin's versions, capabilities, rating and reviews in the Details tab."""
@@ -414,7 +414,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         ]
         self.details_version.value = ""
         self.tabs.selected_index = 2
-        self.status.value = html.escape(f"details of {details.id}")
+        self.status.value = f"details of {details.id}"
 
     def install(self, plugin_id: str, version: str | None = None) -> None:
         """Install a plugin; a plan that needs consent opens the consent dialog."""
@@ -455,14 +455,11 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             return
         self.rate_text.value = ""
         self.show_details(plugin_id)
-        self.status.value = html.escape(f"rated {plugin_id} {stars(self.rate_stars.value)}")
+        self.status.value = f"rated {plugin_id} {stars(self.rate_stars.value)}"
 
     def refresh(self) -> None:
         """Show the installed set and the kept generations again; update every card."""
-        found = self._run(
-            "reading the installed set",
-            lambda: (self.market.installed(), self.market.generations()),
-        )
+        found = self._read(lambda: (self.market.installed(), self.market.generations()))
         if found is None:
             return
         plugins, generations = found
@@ -496,11 +493,11 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             self._ask(what, needed.plan, act)
             return
         except PlugmarketError as exc:
-            self._fail(exc)
             self.refresh()
+            self._fail(exc)
             return
         self.refresh()
-        self.status.value = html.escape(_outcome_text(result))
+        self.status.value = _outcome_text(result)
 
     def _ask(self, what: str, plan: Plan, act: Callable[[bool], object]) -> None:
         def confirm() -> object:
@@ -511,18 +508,18 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             plan, confirm, on_done=lambda outcome: self._answered(what, outcome)
         )
         self.dialog_area.children = [self.consent]
-        self.status.value = html.escape(f"{what} needs your consent: review the plan below")
+        self.status.value = f"{what} needs your consent: review the plan below"
 
     def _answered(self, what: str, outcome: object) -> None:
         self.consent = None
         self.dialog_area.children = []
         self.refresh()
         if outcome is None:
-            self.status.value = html.escape(f"cancelled {what}: nothing changed")
+            self.status.value = f"cancelled {what}: nothing changed"
         elif isinstance(outcome, PlugmarketError):
             self._fail(outcome)
         else:
-            self.status.value = html.escape(_outcome_text(outcome))
+            self.status.value = _outcome_text(outcome)
 
     def _run(self, what: str, action: Callable[[], Any]) -> Any:
         """``action()``, or None after showing its PlugmarketError inline."""
@@ -533,13 +530,22 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             self._fail(exc)
             return None
 
+    def _read(self, action: Callable[[], Any]) -> Any:
+        """``action()`` (a quick local read, shown without the working state), or None
+        after showing its PlugmarketError inline."""
+        try:
+            return action()
+        except PlugmarketError as exc:
+            self._fail(exc)
+            return None
+
     @contextmanager
     def _working(self, what: str) -> Iterator[None]:
         if self._busy:
             raise PlugmarketError(f"cannot {what} now: another operation is still running")
         self._busy = True
         self.error.value = ""
-        self.status.value = html.escape(f"{what}: working…")
+        self.status.value = f"{what}: working…"
         self._received = {}
         self.progress.bar_style = "info"
         self.progress.value, self.progress.max = 0, 1
@@ -594,7 +600,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             yield from (self.consent.confirm_button, self.consent.cancel_button)
 
     def _installed_by_id(self) -> dict[str, InstalledPlugin]:
-        found = self._run("reading the installed set", self.market.installed)
+        found = self._read(self.market.installed)
         return {} if found is None else {p.id: p for p in found}
 
     def _filters_changed(self) -> None:
