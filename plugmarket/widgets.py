@@ -497,7 +497,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             self._fail(exc)
             return
         self.refresh()
-        self.status.value = _outcome_text(result)
+        self._succeeded(result)
 
     def _ask(self, what: str, plan: Plan, act: Callable[[bool], object]) -> None:
         def confirm() -> object:
@@ -519,7 +519,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         elif isinstance(outcome, PlugmarketError):
             self._fail(outcome)
         else:
-            self.status.value = _outcome_text(outcome)
+            self._succeeded(outcome)
 
     def _run(self, what: str, action: Callable[[], Any]) -> Any:
         """``action()``, or None after showing its PlugmarketError inline."""
@@ -582,9 +582,14 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         moved(0, size)
         return moved
 
+    def _succeeded(self, result: object) -> None:
+        self.error.value = ""  # a click refused while the operation ran no longer applies
+        self.status.value = _outcome_text(result)
+
     def _fail(self, exc: PlugmarketError) -> None:
         self.error.value = _error_html(exc)
-        self.status.value = "failed"
+        if not self._busy:  # else the operation under way keeps its status
+            self.status.value = "failed"
 
     def _buttons(self) -> Iterator[w.Button]:
         yield from (

@@ -387,13 +387,16 @@ def test_downloads_move_the_progress_bar_while_buttons_wait(
 
     panel = MarketplacePanel()  # the default: Marketplace(surface="panel", progress=...)
     seen: list[tuple[int, int, str, bool, str]] = []
+    refused: list[str] = []
 
     def watch(_change: Any) -> None:
         bar = panel.progress
         seen.append(
             (bar.value, bar.max, bar.description, panel.search_button.disabled, panel.status.value)
         )
-        if 0 < bar.value < bar.max:
+        if 0 < bar.value < bar.max and not half_shown.is_set():
+            panel.search_button.click()  # from code: a front end cannot click a disabled button
+            refused.append(panel.error.value)
             half_shown.set()
 
     panel.progress.observe(watch, names="value")
@@ -411,5 +414,7 @@ def test_downloads_move_the_progress_bar_while_buttons_wait(
     assert (len(body), len(body), "units", True, "install units: working…") in downloading
     assert panel.progress.value == panel.progress.max == len(body)
     assert panel.progress.bar_style == "success"
+    assert len(refused) == 1 and "another operation is still running" in refused[0]
+    assert panel.error.value == "" and [c.plugin_id for c in panel.results] == ["units"]
     assert not panel.search_button.disabled  # buttons are back once it is done
     panel.market.close()
