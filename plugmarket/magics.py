@@ -94,6 +94,7 @@ class PluginMagics(Magics):
         consent: How consent is asked: ``"prompt"`` (a terminal IPython asks
             y/N) or ``"show"`` (a notebook: show the plan and the command).
         buttons: Whether ``"show"`` adds Confirm/Cancel widgets.
+        dialog: The last consent dialog shown (a ``ConsentDialog``), if any.
     """
 
     def __init__(self, shell: InteractiveShell) -> None:
@@ -101,6 +102,7 @@ class PluginMagics(Magics):
         self.ip = shell
         self.consent = "prompt" if _is_terminal(shell) else "show"
         self.buttons = _widgets_work(shell)
+        self.dialog: Any = None  # the last consent dialog shown
         self._market: Marketplace | None = None
         self._parser: MagicArgumentParser | None = None
         self._parsers: dict[str, MagicArgumentParser] = {}
@@ -124,7 +126,7 @@ class PluginMagics(Magics):
         """Find, install, update and roll back plugins: ``%plugin help`` lists the verbs."""
         from IPython.utils._process_common import arg_split
 
-        argv = arg_split(line)
+        argv = arg_split(line, posix=True)
         debug = "--debug" in argv
         argv = [a for a in argv if a != "--debug"]
         verb = argv[0] if argv else "help"
@@ -217,7 +219,8 @@ class PluginMagics(Magics):
         if self.buttons:
             from plugmarket.widgets import ConsentDialog
 
-            _untyped(display)(ConsentDialog(plan, lambda: act(True)))
+            self.dialog = ConsentDialog(plan, lambda: act(True))
+            _untyped(display)(self.dialog)
         return None
 
 
@@ -354,7 +357,7 @@ def _config(m: PluginMagics, a: argparse.Namespace) -> Any:
     if a.value is None:
         return describe_settings(market.settings, only=a.key)
     market.reconfigure(change_setting(market.settings, a.key, a.value))
-    print(f"{a.key} = {getattr(market.settings, a.key)!r} (for this kernel)")
+    print(f"{describe_settings(market.settings, only=a.key)!r} (for this kernel)")
     return None
 
 
