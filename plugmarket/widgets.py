@@ -444,18 +444,13 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         plugin_id = self.plugin_id
         if not plugin_id:
             return
-        text = self.rate_text.value.strip()
-        if (
-            self._run(
-                f"rating {plugin_id}",
-                lambda: self.market.rate(plugin_id, self.rate_stars.value, text),
-            )
-            is None
-        ):
+        text, count = self.rate_text.value.strip(), self.rate_stars.value
+        review = self._run(f"rating {plugin_id}", lambda: self.market.rate(plugin_id, count, text))
+        if review is None:
             return
         self.rate_text.value = ""
         self.show_details(plugin_id)
-        self.status.value = f"rated {plugin_id} {stars(self.rate_stars.value)}"
+        self.status.value = f"rated {plugin_id} {stars(count)}"
 
     def refresh(self) -> None:
         """Show the installed set and the kept generations again; update every card."""
