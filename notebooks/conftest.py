@@ -1,0 +1,61 @@
+"""Run each demo notebook under nbval in a fresh plugmarket home of its own.
+
+nbval starts one kernel per notebook, in the notebook's setup, and the kernel
+inherits this process's environment. Just before that setup, the hook below
+gives the notebook its own empty ``PLUGMARKET_HOME`` (and IPython and Jupyter
+configuration folders), removes every other ``PLUGMARKET_*`` variable, so the
+default registry is the demo registry shipped in the package, and puts this
+environment's scripts first on ``PATH`` for the notebooks' ``!plugmarket``
+cells. So ``pytest --nbval notebooks/`` never reads or changes the user's own
+plugmarket home, and every notebook sees what a new user sees, whatever ran
+before it. The folders are removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from nbval.plugin import IPyNbFile
+
+_VARIABLES = (
+    "PLUGMARKET_HOME",
+    "PLUGMARKET_REGISTRY",
+    "PLUGMARKET_TRUSTED_KEYS",
+    "PLUGMARKET_REQUIRE_SIGNATURE",
+    "PLUGMARKET_CACHE_TTL",
+    "PLUGMARKET_OFFLINE",
+)
+
+_environment = pytest.MonkeyPatch()
+_prepared: set[str] = set()
+_folders: list[Path] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    notebook = item.parent
+    if not isinstance(notebook, IPyNbFile) or notebook.nodeid in _prepared:
+        return
+    _prepared.add(notebook.nodeid)
+    root = Path(tempfile.mkdtemp(prefix=f"plugmarket-nbval-{Path(notebook.nodeid).stem}-"))
+    _folders.append(root)
+    for name in _VARIABLES:
+        _environment.delenv(name, raising=False)
+    _environment.setenv("PLUGMARKET_HOME", str(root / "home"))
+    _environment.setenv("IPYTHONDIR", str(root / "ipython"))
+    _environment.setenv("JUPYTER_CONFIG_DIR", str(root / "jupyter"))
+    scripts = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != scripts:
+        _environment.setenv("PATH", scripts + os.pathsep + path)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _environment.undo()
+    for folder in _folders:
+        shutil.rmtree(folder, ignore_errors=True)
