@@ -125,22 +125,9 @@ def _info(args: argparse.Namespace) -> int:
     details = _market(args).details(args.id)
     if args.json:
         return _show(args, details)
-    entry, detail = details.entry, details.detail
-    rating = f"{entry.rating:.1f}/5 ({entry.ratings_count})" if entry.rating is not None else "-"
-    print(f"{detail.id} — {detail.name or detail.id}: {detail.summary}")
-    print(
-        f"  registry    {details.registry}"
-        + (f" (also in {', '.join(details.also_in)})" if details.also_in else "")
-    )
-    print(f"  latest      {', '.join(f'{ch} {v}' for ch, v in sorted(entry.latest.items()))}")
-    print(f"  rating      {rating}; {entry.downloads} downloads")
-    print(f"  tags        {', '.join(detail.tags) or '-'}")
-    for v in reversed(detail.versions):
-        note = f"  (yanked: {v.yanked_reason})" if v.yanked else ""
-        caps = ", ".join(v.capabilities) or "no capabilities"
-        print(f"  {v.version!s:10} {v.channel:7} {caps}{note}")
-    if detail.description:
-        print("\n" + detail.description)
+    from plugmarket.results import details_text
+
+    print(details_text(details))
     return 0
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache, TLRUCache
 
@@ -148,17 +148,15 @@ class PluginDetails:
             f"[{self.registry}{also}]: {len(self.versions)} version(s)>"
         )
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        from plugmarket.results import details_text
+
+        printer.text(details_text(self))  # IPython's terminal shows the whole details
+
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<li>{v.version} ({html.escape(v.channel)})"
-            + (f" yanked: {html.escape(v.yanked_reason)}" if v.yanked else "")
-            + "</li>"
-            for v in reversed(self.versions)
-        )
-        return (
-            f"<b>{html.escape(self.id)}</b> <small>[{html.escape(self.registry)}]</small> "
-            f"{html.escape(self.summary)}<ul>{rows}</ul>"
-        )
+        from plugmarket.results import details_html
+
+        return details_html(self)
 
 
 class RegistryClient:

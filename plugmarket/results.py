@@ -48,6 +48,7 @@ __all__ = [
     "badges",
     "current_user",
     "details_html",
+    "details_text",
     "stars",
 ]
 
@@ -522,6 +523,27 @@ class VersionList(list["VersionInfo"]):
         caption = f"<p><b>{html.escape(self.plugin_id)}</b></p>"
         headers = ("version", "channel", "capabilities", "published", "note")
         return caption + _table(headers, rows)
+
+
+def details_text(details: PluginDetails) -> str:
+    """A plugin's details for a terminal: what ``plugmarket info`` and ``%plugin info`` print."""
+    entry, detail = details.entry, details.detail
+    rating = f"{entry.rating:.1f}/5 ({entry.ratings_count})" if entry.rating is not None else "-"
+    also = f" (also in {', '.join(details.also_in)})" if details.also_in else ""
+    lines = [
+        f"{detail.id} — {detail.name or detail.id}: {detail.summary}",
+        f"  registry    {details.registry}{also}",
+        f"  latest      {', '.join(f'{ch} {v}' for ch, v in sorted(entry.latest.items()))}",
+        f"  rating      {rating}; {entry.downloads} downloads",
+        f"  tags        {', '.join(detail.tags) or '-'}",
+    ]
+    for v in reversed(detail.versions):
+        note = f"  (yanked: {v.yanked_reason})" if v.yanked else ""
+        caps = ", ".join(v.capabilities) or "no capabilities"
+        lines.append(f"  {v.version!s:10} {v.channel:7} {caps}{note}")
+    if detail.description:
+        lines += ["", detail.description.rstrip()]
+    return "\n".join(lines)
 
 
 def details_html(details: PluginDetails) -> str:
