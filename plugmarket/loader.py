@@ -16,7 +16,6 @@ dependencies and the installer can swap versions.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import sys
@@ -31,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 from packaging.version import Version
 
 from plugmarket._internal.gate import AuditSink, Guard, install_hook
-from plugmarket._internal.importer import PluginSpace, claim_namespace, release_namespace
+from plugmarket._internal.importer import (
+    PluginSpace,
+    claim_namespace,
+    import_module,
+    release_namespace,
+)
 from plugmarket.capabilities import Capability, Grants
 from plugmarket.errors import ActivationError, CapabilityDenied, LoadError, PlugmarketError
 from plugmarket.manifest import HOST_API_VERSION, Manifest, normalize_id
@@ -255,9 +259,9 @@ def _dependencies(manifest: Manifest) -> list[LoadedPlugin]:
 
 def _import(space: PluginSpace, manifest: Manifest) -> types.ModuleType:
     try:
-        module = importlib.import_module(space.namespace)
+        module = import_module(space.namespace)
         if manifest.entry:
-            importlib.import_module(f"{space.namespace}.{manifest.entry}")
+            import_module(f"{space.namespace}.{manifest.entry}")
         return module
     except PlugmarketError as exc:
         if isinstance(exc, CapabilityDenied):

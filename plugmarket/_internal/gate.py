@@ -31,7 +31,7 @@ import socket
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,10 +56,14 @@ from plugmarket._internal.policy import (
 from plugmarket.capabilities import Grants
 from plugmarket.errors import CapabilityDenied
 
-__all__ = ["AuditSink", "Guard", "host_io", "install_hook"]
+__all__ = ["AuditSink", "Guard", "host_io", "install_hook", "use_namespace_imports"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 AuditSink = Callable[[CapabilityDenied], None]
+AbsoluteImport = Callable[[str, Sequence[str] | None], types.ModuleType]
+RelativeImport = Callable[
+    [str, Mapping[str, Any] | None, Sequence[str] | None, int], types.ModuleType | None
+]
 
 # The guard whose code the host is running right now (host -> plugin calls).
 _current: contextvars.ContextVar[Guard | None] = contextvars.ContextVar(
@@ -81,6 +85,31 @@ _real_input = builtins.input
 
 def _no_audit(denial: CapabilityDenied) -> None:
     pass
+
+
+def _real_absolute(name: str, fromlist: Sequence[str] | None) -> types.ModuleType:
+    module = _real_import(name, None, None, fromlist, 0)
+    return module if fromlist else sys.modules[name]
+
+
+def _no_relative(
+    name: str, globals: Mapping[str, Any] | None, fromlist: Sequence[str] | None, level: int
+) -> types.ModuleType | None:
+    return None
+
+
+# How a plugin's imports of its own and its dependencies' modules are done: the
+# importer, which owns the plugin namespaces, puts its short path here.
+_import_absolute: AbsoluteImport = _real_absolute
+_import_relative: RelativeImport = _no_relative
+
+
+def use_namespace_imports(absolute: AbsoluteImport, relative: RelativeImport) -> None:
+    """Let plugins' imports inside plugin namespaces go through ``absolute``
+    (``name, fromlist -> the module name``) and ``relative`` (``__import__``'s
+    arguments -> its result, or ``None`` to let the real ``__import__`` decide)."""
+    global _import_absolute, _import_relative
+    _import_absolute, _import_relative = absolute, relative
 
 
 @contextmanager
@@ -379,13 +408,16 @@ class Guard:
             top, dot, rest = name.partition(".")
             target = self.aliases.get(top)
             if target is not None:
-                module = _real_import(target + dot + rest, globals, locals, fromlist, 0)
+                module = _import_absolute(target + dot + rest, fromlist)
                 return module if fromlist else sys.modules[target]
             need = decide("import", (name,))
             if need is not None:
                 self.check(need)
             module = _real_import(name, globals, locals, fromlist, 0)
             return self._shield(name, module, fromlist)
+        found = _import_relative(name, globals, fromlist, level)
+        if found is not None:
+            return found
         return _real_import(name, globals, locals, fromlist, level)
 
     def _shield(self, name: str, module: types.ModuleType, fromlist: object) -> types.ModuleType:

@@ -14,6 +14,12 @@ Invariants:
   disk content-addressed by the source's sha256 and the interpreter's magic
   number, so neither a second load in the process nor a new process
   recompiles. ``.pyc`` files shipped beside the sources are never used.
+- A plugin's own imports (its top module, relative imports, its own and its
+  dependencies' top-level names) take a short path that creates the module
+  from its spec and runs it under importlib's per-module lock, with the same
+  attributes, ``sys.modules`` order and failure clean-up as importlib's own
+  ``_find_and_load``; anything unusual (a module being initialized by another
+  thread, a ``None`` entry, a name outside the spaces) goes through importlib.
 """
 
 from __future__ import annotations
@@ -27,17 +33,35 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugmarket._internal.gate import Guard, host_io
+from plugmarket._internal.gate import Guard, host_io, use_namespace_imports
 
-__all__ = ["PREFIX", "PluginSpace", "claim_namespace", "release_namespace"]
+__all__ = [
+    "PREFIX",
+    "PluginSpace",
+    "claim_namespace",
+    "import_absolute",
+    "import_module",
+    "import_relative",
+    "release_namespace",
+]
 
 PREFIX = "plugmarket.plugins."
 _MAGIC = importlib.util.MAGIC_NUMBER
+# importlib's own helpers, so the short path locks, imports parents and handles
+# ``from pkg import sub`` exactly as ``import`` does. They are private to
+# importlib: without them every import takes importlib's path.
+_bootstrap = sys.modules["importlib._bootstrap"]
+_ModuleLockManager: Any = getattr(_bootstrap, "_ModuleLockManager", None)
+_handle_fromlist: Any = getattr(_bootstrap, "_handle_fromlist", None)
+_gcd_import: Callable[[str], types.ModuleType] = getattr(
+    _bootstrap, "_gcd_import", importlib.import_module
+)
 
 # (path, mtime_ns, size) -> code, shared by every load in this process
 _code_memo: dict[tuple[str, int, int], types.CodeType] = {}
@@ -180,6 +204,133 @@ def _write_atomic(target: Path, data: bytes) -> None:
 
 
 _finder = _Finder()
+
+
+def import_module(name: str) -> types.ModuleType:
+    """``importlib.import_module(name)`` for a module in a plugin namespace."""
+    return _load(name)
+
+
+def import_absolute(name: str, fromlist: Sequence[str] | None = ()) -> types.ModuleType:
+    """Import ``name`` (a module in a plugin namespace) as ``__import__(name,
+    fromlist=fromlist)`` would, but return the module ``name`` itself."""
+    _audit_import(name)
+    module = _load(name)
+    if fromlist and _handle_fromlist is not None and hasattr(module, "__path__"):
+        return _handle_fromlist(module, fromlist, _load)  # type: ignore[no-any-return]
+    return module
+
+
+def import_relative(
+    name: str,
+    globals: Mapping[str, Any] | None,
+    fromlist: Sequence[str] | None,
+    level: int,
+) -> types.ModuleType | None:
+    """``__import__(name, globals, None, fromlist, level)`` for a relative import
+    made by a plugin module inside its namespace; ``None`` when the import is
+    anything else (the real ``__import__`` then decides, with its own errors)."""
+    if globals is None or _handle_fromlist is None:
+        return None
+    package = globals.get("__package__")
+    spec = globals.get("__spec__")
+    if type(package) is not str or getattr(spec, "parent", None) != package:
+        return None
+    bits = package.rsplit(".", level - 1)
+    if len(bits) < level:
+        return None
+    absname = f"{bits[0]}.{name}" if name else bits[0]
+    if not absname.startswith(PREFIX):
+        return None
+    _audit_import(absname)
+    module = _load(absname)
+    if fromlist:
+        if hasattr(module, "__path__"):
+            return _handle_fromlist(module, fromlist, _load)  # type: ignore[no-any-return]
+        return module
+    if not name:
+        return module
+    cut_off = len(name) - len(name.partition(".")[0])
+    return sys.modules[module.__name__[: len(module.__name__) - cut_off]]
+
+
+use_namespace_imports(import_absolute, import_relative)
+
+
+def _audit_import(name: str) -> None:
+    # The event ``__import__`` raises before it loads a module (importlib.import_module
+    # and submodules named in a fromlist raise none).
+    if name not in sys.modules:
+        sys.audit("import", name, None, sys.path, sys.meta_path, sys.path_hooks)
+
+
+def _load(name: str) -> types.ModuleType:
+    """importlib's ``_find_and_load(name)``, short for modules of a plugin space."""
+    module = sys.modules.get(name)
+    if module is not None and not getattr(
+        getattr(module, "__spec__", None), "_initializing", False
+    ):
+        return module
+    if module is None and name not in sys.modules and _ModuleLockManager is not None:
+        with _ModuleLockManager(name):
+            if name not in sys.modules:
+                return _create(name)
+    return _gcd_import(name)
+
+
+def _create(name: str) -> types.ModuleType:
+    """importlib's ``_find_and_load_unlocked`` + ``_load_unlocked``, with the caller
+    holding ``name``'s module lock."""
+    parent, _, child = name.rpartition(".")
+    if parent not in sys.modules:
+        if parent.startswith(PREFIX):
+            _load(parent)
+        else:
+            _gcd_import(parent)
+        if name in sys.modules:  # the parent imported it
+            return sys.modules[name]
+    parent_module = sys.modules[parent]
+    parent_spec = getattr(parent_module, "__spec__", None)
+    spec = _finder.find_spec(name) if hasattr(parent_module, "__path__") else None
+    if spec is None:
+        return _gcd_import(name)  # importlib raises the error it always raises
+    loader = spec.loader
+    assert isinstance(loader, _Loader)
+    # The attributes and their order are module_from_spec's for a file-based spec
+    # without a cached file.
+    module = types.ModuleType(name)
+    module.__loader__ = loader
+    module.__package__ = spec.parent
+    module.__spec__ = spec
+    if spec.submodule_search_locations is not None:
+        module.__path__ = spec.submodule_search_locations
+    module.__file__ = spec.origin
+    pending = getattr(parent_spec, "_uninitialized_submodules", None)
+    if pending is not None:
+        pending.append(child)
+    spec._initializing = True  # type: ignore[attr-defined]
+    try:
+        sys.modules[name] = module
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        module = sys.modules.pop(name)  # it may have replaced itself
+        sys.modules[name] = module
+    finally:
+        spec._initializing = False  # type: ignore[attr-defined]
+        if pending is not None:
+            pending.pop()
+    try:
+        setattr(sys.modules[parent], child, module)
+    except AttributeError:
+        warnings.warn(
+            f"Cannot set an attribute on {parent!r} for child module {child!r}",
+            ImportWarning,
+            stacklevel=2,
+        )
+    return module
 
 
 def _ensure_finder() -> None:
