@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from plugmarket.installer import Installer
     from plugmarket.live import LiveSet
     from plugmarket.registry import PluginDetails, RegistryClient, SearchHit
+    from plugmarket.results import InstalledList
 
 __all__ = ["LOCAL", "Marketplace"]
 
@@ -58,7 +59,8 @@ class Marketplace:
         host: The shell plugins register into (default: the running IPython,
             else a plain host).
         surface: Who is calling, for the audit log (``"api"``, ``"cli"``, ``"magic"``...).
-        progress: Makes a download progress callback for ``(plugin id, size)``.
+        progress: Makes a download progress callback for ``(plugin id, size)``; also
+            the ``progress`` attribute, which a surface may set while it runs a verb.
     """
 
     def __init__(
@@ -84,7 +86,7 @@ class Marketplace:
         self.surface = surface
         self._want_live = live
         self._host = host
-        self._progress = progress
+        self.progress = progress
         self._registry: RegistryClient | None = None
         self._installer: Installer | None = None
         self._live: LiveSet | None = None
@@ -172,7 +174,7 @@ class Marketplace:
         plugin_id = validate_id(plugin_id, field_name="plugin id")
         return VersionList(self.registry.versions(plugin_id), plugin_id=plugin_id)
 
-    def installed(self) -> list[InstalledPlugin]:
+    def installed(self) -> InstalledList:
         """The plugins of the current generation."""
         from plugmarket.results import InstalledList
 
@@ -462,7 +464,7 @@ class Marketplace:
         from plugmarket._internal.records import Reviews
 
         review = Reviews(self.settings.home).rate(plugin_id, stars, text)
-        self._audit("rate", plugin_id, f"{stars} stars")
+        self._audit("rate", plugin_id, "ok", note=f"{stars} stars")
         return review
 
     def reviews(self, plugin_id: str) -> Any:
@@ -531,7 +533,7 @@ class Marketplace:
         return plan
 
     def _fetch(self, item: PlanItem) -> bytes:
-        progress = self._progress(item.id, item.size) if self._progress is not None else None
+        progress = self.progress(item.id, item.size) if self.progress is not None else None
         return self.registry.fetch_artifact(item.id, item.new_version, progress=progress)
 
     def _change(
@@ -617,6 +619,7 @@ class Marketplace:
         *,
         changed: Sequence[PlanItem] = (),
         generation: int | None = None,
+        note: str = "",
     ) -> None:
         from plugmarket._internal.records import AuditLog
         from plugmarket.results import PluginChange
@@ -633,6 +636,7 @@ class Marketplace:
                 surface=self.surface,
                 plugins=plugins,
                 generation=generation,
+                note=note,
             )
         )
 

@@ -19,8 +19,8 @@ Invariants:
 - The important children are attributes (``panel.query``, ``card.install_button``,
   ...), so code and tests drive the panel as a user would.
 
-ipywidgets ships no type information, hence the ``type: ignore`` on the
-import and on each class that subclasses a widget.
+ipywidgets ships no type information, hence the ``type: ignore`` on each
+class that subclasses a widget.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as w  # type: ignore[import-untyped]
+import ipywidgets as w
 from packaging.version import InvalidVersion, Version
 
 from plugmarket._internal.search_index import SORTS
@@ -547,6 +547,8 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         disabled = [b for b in self._buttons() if not b.disabled]
         for b in disabled:
             b.disabled = True
+        # Downloads move this panel's bar, whoever made the market (%plugin panel shares its own).
+        previous, self.market.progress = self.market.progress, self._track
         try:
             yield
             self.progress.bar_style = "success"
@@ -557,6 +559,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             self.progress.bar_style = "danger"
             raise
         finally:
+            self.market.progress = previous
             self.progress.value = self.progress.max
             for b in disabled:
                 b.disabled = False

@@ -400,3 +400,18 @@ def test_a_dead_registry_is_one_line_naming_it(ip: Any) -> None:
         plugin(ip, "search csv")
     assert "127.0.0.1:9" in str(failed.value)
     assert failed.value._render_traceback_()[0].startswith("RegistryError: ")
+
+
+def test_the_panel_of_the_magics_installs_through_its_facade_and_gives_the_bar_back(
+    ip: Any,
+) -> None:
+    panel = plugin(ip, "panel")
+    market = magics(ip).market
+    bar = market.progress
+    panel.query.value = "units"
+    card = next(c for c in panel.results if c.plugin_id == "units")
+    card.install_button.click()
+    panel.consent.confirm_button.click()
+    assert [p.id for p in market.installed()] == ["units"]
+    assert "units" in line_magics(ip)
+    assert market.progress is bar
