@@ -72,6 +72,37 @@ def test_sync_all_flushes_everything_and_reports_a_file_it_cannot_flush(tmp_path
     durable.sync_all([], [])
 
 
+def test_deferred_notes_this_threads_fsyncs_for_the_callers_batch(tmp_path: Path) -> None:
+    written = tmp_path / "a.py"
+    with durable.deferred() as held:
+        with open(written, "wb") as out:
+            out.write(b"x = 1\n")
+            durable.fsync_written(out, written)
+        durable.fsync_dir(tmp_path)
+        with durable.deferred() as inner:  # a nested deferral collects its own
+            durable.fsync_dir(tmp_path / "inner")
+        other: list[durable.Deferred | None] = []
+
+        def elsewhere() -> None:  # another thread flushes as usual
+            durable.fsync_dir(tmp_path)
+            with durable.deferred() as mine:
+                pass
+            other.append(mine)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    assert written.read_bytes() == b"x = 1\n"  # flushed to the file, for the batch to fsync
+    assert held.files == [written] and held.folders == [tmp_path]
+    assert inner.files == [] and inner.folders == [tmp_path / "inner"]
+    assert other[0] is not None and other[0].folders == []
+    durable.sync_all(held.files, held.folders)
+    with open(written, "ab") as out:  # outside a deferral it fsyncs at once
+        out.write(b"y = 2\n")
+        durable.fsync_written(out, written)
+    assert written.read_bytes() == b"x = 1\ny = 2\n"
+
+
 def test_write_temp_writes_the_fixed_temporary_name_beside_the_file(tmp_path: Path) -> None:
     tmp = durable.write_temp(tmp_path / "current", b"7\n")
     assert tmp == tmp_path / ".current.tmp" and tmp.read_bytes() == b"7\n"

@@ -199,11 +199,15 @@ def test_an_unsynced_stage_names_every_folder_and_the_record_to_fsync(tmp_path: 
     store = _store(tmp_path / "home")
     staged = store.stage(art.sha256, art.data, art.path.name, where="l", sync=False)
     files, folders = staged.to_sync(placed=False)
-    assert files == [staged.tmp / "entry.json"]  # the unpacker synced the archive's files
+    # Nothing was flushed while unpacking: every file and folder is left to the caller.
+    on_disk = sorted(p for p in staged.tmp.rglob("*") if p.is_file())
+    assert files[0] == staged.tmp / "entry.json" and sorted(files) == on_disk
+    assert staged.tmp / "tree" / "later" / "__init__.py" in files
     assert folders == [staged.tmp, staged.tmp / "tree", staged.tmp / "tree" / "later"]
     entry, _ = store.place(staged)
-    files, folders = staged.to_sync(placed=True)
-    assert files == [entry.path / "entry.json"] and all(d.is_dir() for d in folders)
+    placed, folders = staged.to_sync(placed=True)
+    assert placed == [entry.path / f.relative_to(staged.tmp) for f in files]
+    assert all(f.is_file() for f in placed) and all(d.is_dir() for d in folders)
     assert folders[0] == entry.path
 
     module = b"__plugin__ = {'id': 'single', 'version': '1'}\n"

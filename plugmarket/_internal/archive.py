@@ -43,6 +43,7 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from plugmarket._internal import durable
 from plugmarket._internal.cachedir import write_error
 from plugmarket.errors import ArchiveError
 
@@ -331,6 +332,9 @@ def unpack(
 ) -> None:
     """Write the checked files of ``listing`` under ``dest`` (an empty folder).
 
+    Each file is fsynced as it is closed, or, under
+    :func:`plugmarket._internal.durable.deferred`, noted for the caller's batch.
+
     Args:
         zf: The open archive.
         listing: What :func:`check_members` returned for ``zf``.
@@ -363,8 +367,7 @@ def unpack(
                 except OSError as exc:
                     raise write_error(dest, exc) from exc
             try:
-                out.flush()
-                os.fsync(out.fileno())
+                durable.fsync_written(out, target)
             except OSError as exc:
                 raise write_error(dest, exc) from exc
 

@@ -16,6 +16,11 @@ unpacking an artifact) on a second pool of :data:`JOB_THREADS` threads
 (:func:`submit`, :func:`gather`), so they overlap its downloads and the live
 swap.
 
+Code that writes many files for one batch (the store unpacking an artifact)
+runs under :func:`deferred`: on that thread, :func:`fsync_dir` and
+:func:`fsync_written` then note what they would flush instead of flushing it,
+and the caller fsyncs all of it in its batch, before anything refers to it.
+
 Invariants:
 
 - :func:`gather` returns or raises only when every job it waits for has
@@ -33,16 +38,21 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 __all__ = [
     "JOB_THREADS",
     "SYNC_THREADS",
+    "Deferred",
+    "deferred",
     "fsync_dir",
     "fsync_file",
+    "fsync_written",
     "gather",
     "submit",
     "sync_all",
@@ -54,9 +64,54 @@ JOB_THREADS = 4  # concurrent jobs (journal, unpacking): more only contend for t
 
 T = TypeVar("T")
 
+_deferring = threading.local()  # .into: the Deferred collecting this thread's fsyncs
+
+
+@dataclass
+class Deferred:
+    """The fsyncs :func:`deferred` held back: the caller must run them (:func:`sync_all`)."""
+
+    files: list[Path] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+
+@contextmanager
+def deferred() -> Iterator[Deferred]:
+    """On this thread, note the fsyncs of :func:`fsync_dir` and :func:`fsync_written`
+    instead of running them; the caller fsyncs what the result lists, in its batch."""
+    outer = getattr(_deferring, "into", None)
+    held = Deferred()
+    _deferring.into = held
+    try:
+        yield held
+    finally:
+        _deferring.into = outer
+
+
+def fsync_written(handle: BinaryIO, path: str | Path) -> None:
+    """Flush and fsync a file just written through ``handle`` (still open), whose name is
+    ``path``; under :func:`deferred`, only flush it and note ``path`` for the caller.
+
+    Raises:
+        OSError: it cannot be flushed.
+    """
+    handle.flush()
+    held: Deferred | None = getattr(_deferring, "into", None)
+    if held is not None:
+        held.files.append(Path(path))
+        return
+    os.fsync(handle.fileno())
+
 
 def fsync_dir(folder: Path) -> None:
-    """fsync a folder so names made in it survive a power cut (best effort where unsupported)."""
+    """fsync a folder so names made in it survive a power cut (best effort where unsupported).
+
+    Under :func:`deferred`, the folder is noted for the caller instead.
+    """
+    held: Deferred | None = getattr(_deferring, "into", None)
+    if held is not None:
+        held.folders.append(Path(folder))
+        return
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from plugmarket._internal.durable import fsync_dir, sync_all
+from plugmarket._internal.durable import deferred, fsync_dir, sync_all
 from plugmarket.errors import InstallError, IntegrityError, PlugmarketError
 from plugmarket.manifest import Manifest, parse_manifest
 
@@ -247,9 +247,9 @@ class Store:
         """Unpack verified artifact bytes into a new temporary folder of the store.
 
         With ``sync``, every file and folder in the temporary folder is on the
-        disk when this returns (the fsyncs not already done by the archive
-        unpacker run concurrently); without, :meth:`Staged.to_sync` lists what
-        the caller must fsync before anything refers to the entry. Safe to
+        disk when this returns (fsynced concurrently, in one batch); without,
+        :meth:`Staged.to_sync` lists what the caller must fsync before anything
+        refers to the entry. Safe to
         call from several threads at once, each with its own artifact.
 
         Args:
@@ -275,7 +275,16 @@ class Store:
         except OSError as exc:
             raise write_error(self.root, exc) from exc
         try:
-            files = unpack_artifact(data, name, tmp, self.settings, where=where)
+            # Nothing in tmp is flushed while unpacking: every file and folder under it
+            # is listed below and fsynced in one concurrent batch (here, or the caller's).
+            with deferred() as held:
+                files = unpack_artifact(data, name, tmp, self.settings, where=where)
+            outside = [p for p in [*held.files, *held.folders] if not p.is_relative_to(tmp)]
+            if outside:  # not expected of unpack_artifact, but nothing goes unflushed
+                sync_all(
+                    [p for p in held.files if p in outside],
+                    [p for p in held.folders if p in outside],
+                )
             tree = tmp / TREE
             os.rename(files.root, tree)
             member = ""
@@ -295,10 +304,7 @@ class Store:
             body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
             with open(tmp / RECORD, "xb") as out:
                 out.write(body)
-            # The archive unpacker syncs the files it writes; a single module is written plainly.
-            unsynced = [RECORD]
-            if not name.endswith((".zip", ".whl")):
-                unsynced += [p.relative_to(tmp).as_posix() for p in paths]
+            unsynced = [RECORD, *(p.relative_to(tmp).as_posix() for p in paths)]
             folders = [".", *(Path(d).relative_to(tmp).as_posix() for d, _, _ in os.walk(tree))]
             if sync:
                 sync_all([tmp / f for f in unsynced], [tmp / d for d in folders])
