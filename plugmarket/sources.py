@@ -14,6 +14,10 @@ Invariants:
   cache ``<home>/cache/sources/<key>/``, written to a temporary folder beside
   it and renamed into place, never rewritten, and reused by the next
   materialize (so the loader's bytecode caches survive).
+- A package folder used in place is listed, hashed and its manifest read
+  again whenever any stamp (inode, size, modification or change time) of it,
+  a subfolder or a file changed; while none did, a load costs one ``stat``
+  each. Stamps younger than the file system's clock tick vouch for nothing.
 - Archives are checked by :mod:`plugmarket._internal.archive` before anything
   is unpacked, and their manifest is read from the archive before anything is
   written: a refused archive leaves no trace.
@@ -29,6 +33,7 @@ import functools
 import hashlib
 import os
 import re
+import time
 import urllib.parse
 import zipfile
 from collections.abc import Iterable
@@ -200,6 +205,9 @@ class Source:
             ManifestError: the manifest is missing or invalid.
         """
         if self.kind == "local":
+            known = _unchanged_folder(self.target, self.origin)
+            if known is not None:
+                return known
             return _local(Path(self.target), settings, self.origin)
         if self.kind == "code":
             return _code(self, settings)
@@ -246,8 +254,7 @@ def _local(path: Path, settings: Settings, origin: str) -> PluginFiles:
                 source=str(path),
                 hint="Point at the package folder (the one with __init__.py) or at a .py file.",
             )
-        digest, manifest = _folder_identity(path)
-        return PluginFiles(path.parent, top, manifest, digest, origin)
+        return _folder(path, top, origin)
     if path.suffix == ".py":
         top = _module_name(path.stem, path)
         body = fetch(str(path), max_bytes=settings.max_plugin_size).body
@@ -270,48 +277,105 @@ def _local(path: Path, settings: Settings, origin: str) -> PluginFiles:
     )
 
 
-# (folder, stat signature of its files) -> (sha256, manifest): a folder used in
-# place is re-read only when one of its files changed.
 # (archive path, mtime, size, home) -> what it unpacked to, checked once per change.
 _archive_memo: dict[tuple[str, int, int, str], PluginFiles] = {}
-_folder_memo: dict[tuple[str, tuple[tuple[str, int, int], ...]], tuple[str, Manifest]] = {}
+
+# A folder used in place is re-read only when one of its stamps changed: the
+# stamps of the folder, of every subfolder (a file added, removed or renamed
+# changes its folder's) and of every file (a file written changes its own).
+_Stamp = tuple[str, int, int, int, int, int]  # path, mode, inode, size, mtime, ctime
+# (folder, origin) -> (stamps, files)
+_folder_memo: dict[tuple[str, str], tuple[tuple[_Stamp, ...], PluginFiles]] = {}
+# A stamp this close to the moment the folder was read may be followed by a change
+# that leaves it as it is (file systems keep times in clock ticks, some in whole
+# seconds): such a folder is read again at every load until its stamps are older.
+_RACY_NS = 100_000_000  # 0.1 s
+_RACY_WHOLE_SECONDS_NS = 2_000_000_000  # 2 s, for times kept in whole seconds
 
 
-def _folder_files(folder: Path) -> list[tuple[str, str, os.stat_result]]:
-    """(path relative to the folder's parent, full path, stat) of the files the loader sees."""
-    entries: list[tuple[str, str, os.stat_result]] = []
+def _stamp(path: str, st: os.stat_result) -> _Stamp:
+    return (path, st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _unchanged_folder(target: str, origin: str) -> PluginFiles | None:
+    """The folder's files as last read, if no stamp of it changed since (one
+    ``stat`` per folder and file, no listing, no reading)."""
+    known = _folder_memo.get((target, origin))
+    if known is None:
+        return None
+    stamps, files = known
+    stat = os.stat
+    try:
+        for stamp in stamps:
+            st = stat(stamp[0])
+            if (
+                st.st_mtime_ns != stamp[4]
+                or st.st_ctime_ns != stamp[5]
+                or st.st_size != stamp[3]
+                or st.st_ino != stamp[2]
+                or st.st_mode != stamp[1]
+            ):
+                return None
+    except OSError:
+        return None  # gone: the full read says what is wrong
+    return files
+
+
+def _folder_files(folder: Path) -> tuple[list[tuple[str, str]], list[_Stamp]]:
+    """(path relative to the folder's parent, full path) of the files the loader
+    sees, sorted, and the stamps of those files and of every folder listed."""
+    entries: list[tuple[str, str]] = []
+    root = str(folder)
+    stamps = [_stamp(root, os.stat(root))]
     parent = len(str(folder.parent)) + 1
-    pending = [str(folder)]
+    pending = [root]
     while pending:
         with os.scandir(pending.pop()) as it:
             for entry in it:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name != "__pycache__":
                         pending.append(entry.path)
+                        stamps.append(_stamp(entry.path, entry.stat()))
                 elif not entry.name.endswith((".pyc", ".pyo")):
-                    entries.append((entry.path[parent:], entry.path, entry.stat()))
+                    entries.append((entry.path[parent:], entry.path))
+                    stamps.append(_stamp(entry.path, entry.stat()))
     entries.sort()
-    return entries
+    return entries, stamps
 
 
-def _folder_identity(folder: Path) -> tuple[str, Manifest]:
-    """The digest of a folder's files (bytecode caches left out) and its manifest."""
+def _folder(folder: Path, top: str, origin: str) -> PluginFiles:
+    """A package folder used in place: the digest of its files (bytecode caches
+    left out) and its manifest, read again only when a stamp changed."""
+    key = (str(folder), origin)
+    started = time.time_ns()
     try:
-        files = _folder_files(folder)
-        key = (str(folder), tuple((rel, st.st_mtime_ns, st.st_size) for rel, _, st in files))
+        files, stamps = _folder_files(folder)
         known = _folder_memo.get(key)
-        if known is not None:
-            return known
-        digest = _tree_sha256((rel, Path(full).read_bytes()) for rel, full, _ in files)
+        if known is not None and known[0] == tuple(stamps):
+            return known[1]
+        digest = _tree_sha256((rel, Path(full).read_bytes()) for rel, full in files)
     except OSError as exc:
         raise SourceError(
             f"{folder}: cannot read the plugin's files: {exc.strerror or exc}",
             source=str(folder),
             hint="Check the folder's permissions.",
         ) from exc
-    result = (digest, read_manifest(folder))
-    _folder_memo[key] = result
+    result = PluginFiles(folder.parent, top, read_manifest(folder), digest, origin)
+    if _settled(stamps, started):
+        _folder_memo[key] = (tuple(stamps), result)
+    else:
+        _folder_memo.pop(key, None)
     return result
+
+
+def _settled(stamps: Iterable[_Stamp], read_at: int) -> bool:
+    """Whether every time in ``stamps`` is old enough that a later change shows."""
+    for stamp in stamps:
+        for ns in (stamp[4], stamp[5]):
+            margin = _RACY_WHOLE_SECONDS_NS if ns % 1_000_000_000 == 0 else _RACY_NS
+            if ns > read_at - margin:
+                return False
+    return True
 
 
 def _tree_sha256(entries: Iterable[tuple[str, bytes]]) -> str:
