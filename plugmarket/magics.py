@@ -32,6 +32,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from plugmarket.errors import ConsentRequired, PlugmarketError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.core.magic_arguments import MagicArgumentParser
 
@@ -103,6 +105,7 @@ class PluginMagics(Magics):
         self.consent = "prompt" if _is_terminal(shell) else "show"
         self.buttons = _widgets_work(shell)
         self.dialog: Any = None  # the last consent dialog shown
+        self._current: Path | None = None  # the home's current-generation file
         self._market: Marketplace | None = None
         self._parser: MagicArgumentParser | None = None
         self._parsers: dict[str, MagicArgumentParser] = {}
@@ -152,7 +155,20 @@ class PluginMagics(Magics):
             raise PluginCommandError(exc) from None
 
     def follow(self, *_info: object) -> None:
-        """Before each cell: make this kernel's plugins those of the current generation."""
+        """Before each cell: make this kernel's plugins those of the current generation.
+
+        Until the first verb, a home with nothing installed costs one ``stat``
+        per cell: the facade (and what it imports) is made only once there is
+        something to load.
+        """
+        if self._market is None:
+            if self._current is None:
+                from plugmarket.config import load_settings
+                from plugmarket.settings import current_file
+
+                self._current = current_file(load_settings().home)
+            if not self._current.exists():
+                return
         market = self.market
         try:
             market.sync()

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from plugmarket.errors import PlugmarketError
 
-__all__ = ["RegistryConfig", "Settings", "default_home", "demo_registry_path", "from_env"]
+__all__ = [
+    "RegistryConfig",
+    "Settings",
+    "current_file",
+    "default_home",
+    "demo_registry_path",
+    "from_env",
+]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -29,6 +36,14 @@ def default_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("plugmarket", appauthor=False))
+
+
+def current_file(home: Path) -> Path:
+    """The file naming a home's current generation; absent until the first install.
+
+    Its ``stat`` is how every kernel notices that the installed set changed.
+    """
+    return home / "current"
 
 
 def demo_registry_path() -> Path:
