@@ -369,6 +369,25 @@ def test_one_transaction_counts_every_plugin_in_one_write(home: Path) -> None:
     assert stats.record_many([]) == {}
 
 
+def test_a_transaction_and_the_loads_after_it_count_in_one_write_each_with_its_time(
+    home: Path,
+) -> None:
+    stats = Stats(home)
+    stats.record("lib", "install", seconds=0.5)
+    after = stats.record_each(
+        [("app", "install", 0.03), ("lib", "load", 0.002), ("app", "load", 0.004)]
+    )
+    assert (after["app"].installs, after["app"].loads) == (1, 1)
+    assert after["app"].times["install"].last == 0.03
+    assert after["app"].times["load"].last == 0.004
+    assert after["lib"].times["load"].last == 0.002 and after["lib"].installs == 1
+    assert Stats(home).get("app") == after["app"]  # as a new reader reads the file
+    assert stats.record_each([]) == {}
+    with pytest.raises(PlugmarketError, match="load time of -1"):
+        stats.record_each([("app", "load", -1)])
+    assert Stats(home).get("app") == after["app"]
+
+
 def test_a_batch_with_one_invalid_event_counts_nothing(home: Path) -> None:
     stats = Stats(home)
     stats.record("kept", "install")

@@ -29,7 +29,17 @@ from typing import Any, NoReturn, TypeVar
 
 from plugmarket.errors import PlugmarketError
 
-__all__ = ["LOCK_TIMEOUT", "load", "loads", "locked", "record_error", "update", "write_atomic"]
+__all__ = [
+    "LOCK_TIMEOUT",
+    "dumps",
+    "dumps_compact",
+    "load",
+    "loads",
+    "locked",
+    "record_error",
+    "update",
+    "write_atomic",
+]
 
 log = logging.getLogger("plugmarket.records")
 T = TypeVar("T")
@@ -107,6 +117,12 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=1, allow_nan=False) + "\n").encode()
 
 
+def dumps_compact(obj: Any) -> bytes:
+    """:func:`dumps` without indentation: json's C encoder, about 4x faster, for records
+    rewritten on every operation that nobody diffs (the statistics)."""
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
 def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
@@ -164,11 +180,13 @@ def update(
     encode: Callable[[T], Any],
     *,
     fsync: bool = False,
+    dump: Callable[[Any], bytes] = dumps,
 ) -> T:
     """Read, change and write the record at ``path`` under its lock.
 
     A damaged record is moved aside to ``<name>.damaged`` and ``change`` gets
-    ``empty()``.
+    ``empty()``. ``dump`` turns the encoded value into the file's bytes
+    (default :func:`dumps`).
 
     Returns:
         The new value, as written.
@@ -188,7 +206,7 @@ def update(
                 raise record_error(path, "move aside", exc) from exc
             log.warning("%s was damaged (%s); started it again, old copy: %s", path, problem, aside)
         value = change(empty() if current is None else current)
-        write_atomic(path, dumps(encode(value)), fsync=fsync)
+        write_atomic(path, dump(encode(value)), fsync=fsync)
         return value
 
 
