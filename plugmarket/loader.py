@@ -158,6 +158,7 @@ def load(
         files.top,
         guard,
         bytecode_dir=settings.home / "cache" / "bytecode",
+        stamps=files.stamps,
     )
     guard.aliases = {files.top: space.namespace}
     for dep in deps:
@@ -176,7 +177,10 @@ def load(
         config=config or {},
     )
     try:
-        module = _import(space, manifest)
+        try:
+            module = _import(space, manifest)
+        finally:
+            space.stamps = None  # later imports (lazy, reload) look at the files as they are
         _activate(module, ctx, guard, manifest, settings.activation_timeout)
     except BaseException:
         ctx.close()

@@ -33,10 +33,12 @@ import functools
 import hashlib
 import os
 import re
+import stat
 import time
+import types
 import urllib.parse
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,6 +82,9 @@ class PluginFiles:
         sha256: The sha256 of the artifact's bytes (of the code string's UTF-8
             bytes; for a local folder, of its files: sorted relative paths and contents).
         origin: Where it came from, for messages and the audit log.
+        stamps: For a package folder used in place: every file the loader sees,
+            by full path, with its (inode, size, mtime, ctime) as checked when
+            this value was returned; ``None`` otherwise.
     """
 
     root: Path
@@ -87,6 +92,9 @@ class PluginFiles:
     manifest: Manifest
     sha256: str
     origin: str
+    stamps: Mapping[str, tuple[int, int, int, int]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True)
@@ -304,10 +312,9 @@ def _unchanged_folder(target: str, origin: str) -> PluginFiles | None:
     if known is None:
         return None
     stamps, files = known
-    stat = os.stat
     try:
         for stamp in stamps:
-            st = stat(stamp[0])
+            st = os.stat(stamp[0])
             if (
                 st.st_mtime_ns != stamp[4]
                 or st.st_ctime_ns != stamp[5]
@@ -360,7 +367,10 @@ def _folder(folder: Path, top: str, origin: str) -> PluginFiles:
             source=str(folder),
             hint="Check the folder's permissions.",
         ) from exc
-    result = PluginFiles(folder.parent, top, read_manifest(folder), digest, origin)
+    by_path = {stamp[0]: stamp[2:] for stamp in stamps if not stat.S_ISDIR(stamp[1])}
+    result = PluginFiles(
+        folder.parent, top, read_manifest(folder), digest, origin, types.MappingProxyType(by_path)
+    )
     if _settled(stamps, started):
         _folder_memo[key] = (tuple(stamps), result)
     else:

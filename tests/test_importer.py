@@ -239,3 +239,34 @@ def test_reload_runs_the_file_as_it_is_now(tmp_path: Path, settings: Settings) -
     assert plugin.module.value.N == 1
     (pkg / "value.py").write_text("N = 22\n")
     assert importlib.reload(plugin.module.value).N == 22
+
+
+def test_submodule_imported_after_the_load_is_read_as_it_is_then(
+    tmp_path: Path, settings: Settings
+) -> None:
+    pkg = write_plugin(
+        tmp_path,
+        "later",
+        """
+        import importlib
+        def get(name):
+            return importlib.import_module("." + name, __name__)
+        """,
+        files={"changed.py": "N = 1\n"},
+    )
+    plugin = load(Source.local(pkg), settings=settings, host=PlainHost())
+    (pkg / "changed.py").write_text("N = 2\n")
+    (pkg / "added.py").write_text("N = 3\n")
+    assert (plugin.module.get("changed").N, plugin.module.get("added").N) == (2, 3)
+
+
+def test_module_rewritten_with_its_old_mtime_runs_its_new_code(
+    tmp_path: Path, settings: Settings
+) -> None:
+    pkg = write_plugin(tmp_path, "sneaky", "from .value import N\n", files={"value.py": "N = 1\n"})
+    assert load(Source.local(pkg), settings=settings, host=PlainHost()).module.N == 1
+    unload("sneaky")
+    st = (pkg / "value.py").stat()
+    (pkg / "value.py").write_text("N = 7\n")
+    os.utime(pkg / "value.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert load(Source.local(pkg), settings=settings, host=PlainHost()).module.N == 7

@@ -32,6 +32,7 @@ import marshal
 import os
 import sys
 import threading
+import time
 import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -63,9 +64,14 @@ _gcd_import: Callable[[str], types.ModuleType] = getattr(
     _bootstrap, "_gcd_import", importlib.import_module
 )
 
-# (path, mtime_ns, size) -> code, shared by every load in this process
-_code_memo: dict[tuple[str, int, int], types.CodeType] = {}
+# (path, inode, size, mtime_ns, ctime_ns) -> code, shared by every load in this process
+_code_memo: dict[tuple[str, int, int, int, int], types.CodeType] = {}
 _lock = threading.Lock()
+# A file's times this close to now may not change at its next write (file systems
+# keep times in clock ticks): code read from it is not memoized by them.
+_RACY_NS = 100_000_000  # 0.1 s
+_RACY_WHOLE_SECONDS_NS = 2_000_000_000  # 2 s, for times kept in whole seconds
+Stamps = Mapping[str, tuple[int, int, int, int]]  # path -> (inode, size, mtime_ns, ctime_ns)
 
 
 @dataclass(eq=False)
@@ -78,13 +84,21 @@ class PluginSpace:
     guard: Guard
     bytecode_dir: Path | None = None
     builtins: dict[str, Any] = field(default_factory=dict)
+    # The files as the source checked them moments ago, trusted while the plugin
+    # loads (the loader drops them then); ``None``: ask the file system.
+    stamps: Stamps | None = None
     is_package: bool = False
     base: str = ""  # root/<top> as a string, for fast lookups
     modules: set[str] = field(default_factory=set)  # every module created in the space
 
     def __post_init__(self) -> None:
         self.base = os.path.join(self.root, self.top)
-        self.is_package = os.path.isfile(os.path.join(self.base, "__init__.py"))
+        self.is_package = self.is_file(os.path.join(self.base, "__init__.py"))
+
+    def is_file(self, path: str) -> bool:
+        """Whether ``path`` is a file of the plugin."""
+        stamps = self.stamps
+        return path in stamps if stamps is not None else os.path.isfile(path)
 
     def module_names(self) -> list[str]:
         """The space's modules now in ``sys.modules`` (all created through its loader)."""
@@ -114,9 +128,9 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None if rest else self._spec(fullname, space.base + ".py", space)
         candidate = os.path.join(space.base, *rest.split(".")) if rest else space.base
         init = os.path.join(candidate, "__init__.py")
-        if os.path.isfile(init):
+        if space.is_file(init):
             return self._spec(fullname, init, space, package=candidate)
-        if rest and os.path.isfile(candidate + ".py"):
+        if rest and space.is_file(candidate + ".py"):
             return self._spec(fullname, candidate + ".py", space)
         return None
 
@@ -156,13 +170,19 @@ class _Loader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)
-        st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size)
-        code = _code_memo.get(key)
+        stamps = self.space.stamps
+        stamp = stamps.get(path) if stamps is not None else None
+        code = _code_memo.get((path, *stamp)) if stamp is not None else None
         if code is None:
-            code = self._cached_or_compiled(path)
-            with _lock:
-                _code_memo[key] = code
+            before = _stamp(path)
+            code = _code_memo.get(before)
+            if code is None:
+                code = self._cached_or_compiled(path)
+                # Memoized only if the file did not change while it was read and a
+                # later change is sure to show in its times.
+                if _stamp(path) == before and _settled(before):
+                    with _lock:
+                        _code_memo[before] = code
         self.space.guard.add_file(path)
         return code
 
@@ -189,6 +209,20 @@ class _Loader(importlib.machinery.SourceFileLoader):
         module.__builtins__ = self.space.builtins  # type: ignore[attr-defined]
         code = self.get_code(module.__name__)
         exec(code, module.__dict__)
+
+
+def _stamp(path: str) -> tuple[str, int, int, int, int]:
+    st = os.stat(path)
+    return (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _settled(stamp: tuple[str, int, int, int, int]) -> bool:
+    now = time.time_ns()
+    for ns in stamp[3:]:
+        margin = _RACY_WHOLE_SECONDS_NS if ns % 1_000_000_000 == 0 else _RACY_NS
+        if ns > now - margin:
+            return False
+    return True
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
@@ -339,10 +373,20 @@ def _ensure_finder() -> None:
 
 
 def claim_namespace(
-    plugin_id: str, root: Path, top: str, guard: Guard, *, bytecode_dir: Path | None
+    plugin_id: str,
+    root: Path,
+    top: str,
+    guard: Guard,
+    *,
+    bytecode_dir: Path | None,
+    stamps: Stamps | None = None,
 ) -> PluginSpace:
     """Register a fresh namespace for a plugin (``plugmarket.plugins.<id>``, or
-    ``<id>__2``... while another version of it is loaded)."""
+    ``<id>__2``... while another version of it is loaded).
+
+    ``stamps`` are the plugin's files as its source just checked them: until the
+    caller sets ``space.stamps`` to ``None``, modules are found and their memoized
+    code looked up by them instead of by asking the file system again."""
     _ensure_finder()
     base = PREFIX + plugin_id.replace("-", "_")
     with _lock:
@@ -357,6 +401,7 @@ def claim_namespace(
             guard=guard,
             bytecode_dir=bytecode_dir,
             builtins=guard.make_builtins(),
+            stamps=stamps,
         )
         _finder.spaces[name] = space
     return space
