@@ -88,7 +88,7 @@ class PluginContext:
         self.__version = version
         self.__host = host
         self.__guard = guard
-        self.__storage = Path(storage)
+        self.__storage = storage if isinstance(storage, Path) else Path(storage)
         self.__storage_ready = False
         # A copy: the caller changing its mapping later does not reach the plugin.
         self.__config: Mapping[str, object] = MappingProxyType(dict(config))

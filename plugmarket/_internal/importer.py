@@ -396,7 +396,7 @@ def claim_namespace(
             name = f"{base}__{n}"
         space = PluginSpace(
             namespace=name,
-            root=Path(root),
+            root=root if isinstance(root, Path) else Path(root),
             top=top,
             guard=guard,
             bytecode_dir=bytecode_dir,
