@@ -105,6 +105,8 @@ class Plan:
         printer.text(str(self))  # IPython's terminal shows the whole plan
 
     def _repr_html_(self) -> str:
+        from plugmarket.results import badges
+
         if self.empty:
             return f"<p>{html.escape(self.operation)}: nothing to do</p>"
         rows = []
@@ -116,14 +118,10 @@ class Plan:
                 if i.action == REMOVE
                 else f"{i.old_version} → {i.new_version}"
             )
-            badges = " ".join(
-                f'<code style="background:{"#fde2e1" if c in i.new_capabilities else "#eef"}">'
-                f"{html.escape(c)}</code>"
-                for c in i.capabilities
-            )
+            caps = badges(i.capabilities, new=i.new_capabilities)
             rows.append(
                 f"<tr><td>{html.escape(i.action)}</td><td><b>{html.escape(i.id)}</b></td>"
-                f"<td>{versions}</td><td>{badges}</td><td>{html.escape(i.reason)}</td></tr>"
+                f"<td>{versions}</td><td>{caps}</td><td>{html.escape(i.reason)}</td></tr>"
             )
         skipped = "".join(f"<p><i>skipped: {html.escape(n)}</i></p>" for n in self.skipped)
         return (

@@ -90,7 +90,9 @@ def badges(capabilities: Iterable[str], *, new: Iterable[str] = ()) -> Markup:
     return Markup(
         " ".join(
             f'<code style="background:{"#fde2e1" if c in fresh else "#e8eefc"};'
-            f'border-radius:3px;padding:0 3px">{html.escape(c)}</code>'
+            f'border-radius:3px;padding:0 3px">{html.escape(c)}'
+            + (" <b>new</b>" if c in fresh else "")
+            + "</code>"
             for c in capabilities
         )
     )

@@ -37,7 +37,7 @@ from packaging.version import InvalidVersion, Version
 from plugmarket._internal.search_index import SORTS
 from plugmarket.errors import ConsentRequired, PlugmarketError
 from plugmarket.plan import Plan
-from plugmarket.results import stars
+from plugmarket.results import badges, stars
 
 if TYPE_CHECKING:
     from plugmarket._internal.fetch import Progress
@@ -60,18 +60,7 @@ _CAPABILITY_WORDS = {
     "ipython.namespace": "put names into your namespace",
     "display": "display output",
 }
-_NEW = "#fde2e1"  # badge colour of a capability not granted before
-_OLD = "#eef"
 _HIDDEN = "none"
-
-
-def _badges(capabilities: tuple[str, ...], new: tuple[str, ...] = ()) -> str:
-    return " ".join(
-        f'<code style="background:{_NEW if c in new else _OLD}">{html.escape(c)}'
-        + (" <b>new</b>" if c in new else "")
-        + "</code>"
-        for c in capabilities
-    )
 
 
 def _in_words(capability: str) -> str:
@@ -104,18 +93,7 @@ def _show(widget: Any, visible: bool) -> None:
 
 
 def plan_html(plan: Plan) -> str:
-    """The plan as HTML: what changes, capabilities as badges, and what is new in words."""
-    rows = []
-    for i in plan.items:
-        versions = {
-            "add": i.new_version,
-            "remove": i.old_version,
-        }.get(i.action, f"{i.old_version} → {i.new_version}")
-        rows.append(
-            f"<tr><td>{html.escape(i.action)}</td><td><b>{html.escape(i.id)}</b></td>"
-            f"<td>{html.escape(versions)}</td><td>{_badges(i.capabilities, i.new_capabilities)}"
-            f"</td><td>{html.escape(i.reason)}</td></tr>"
-        )
+    """The plan as HTML: what is new in words, then the plan's own table."""
     added = [f"{i.id} {i.new_version}" for i in plan.items if i.action == "add"]
     asks = [
         f"<li><b>{html.escape(i.id)}</b> may "
@@ -129,10 +107,7 @@ def plan_html(plan: Plan) -> str:
         text += f"<p>New code will run in this kernel: {html.escape(', '.join(added))}.</p>"
     if asks:
         text += f"<p>New capabilities:</p><ul>{''.join(asks)}</ul>"
-    return (
-        text + "<table><tr><th>action</th><th>plugin</th><th>version</th><th>capabilities</th>"
-        "<th>why</th></tr>" + "".join(rows) + "</table>"
-    )
+    return text + plan._repr_html_()
 
 
 class ConsentDialog(w.VBox):  # type: ignore[misc]
@@ -257,7 +232,7 @@ class PluginCard(w.VBox):  # type: ignore[misc]
         return (
             f"<b>{html.escape(hit.name)}</b> <code>{html.escape(hit.id)}</code> "
             f"{html.escape(hit.version or '-')}{rating} · {hit.downloads:,} downloads"
-            f"<br>{html.escape(hit.summary)}<br>{_badges(hit.capabilities)}"
+            f"<br>{html.escape(hit.summary)}<br>{badges(hit.capabilities)}"
         )
 
     def show_state(self, installed: InstalledPlugin | None) -> None:
@@ -269,7 +244,7 @@ class PluginCard(w.VBox):  # type: ignore[misc]
             notes = ["enabled" if installed.enabled else "disabled"]
             if not installed.explicit:
                 notes.append("dependency")
-            grants = f" · granted {_badges(installed.grants)}" if installed.grants else ""
+            grants = f" · granted {badges(installed.grants)}" if installed.grants else ""
             self.state.value = (
                 f"<small>installed {html.escape(installed.version)} "
                 f"({', '.join(notes)}){grants}</small>"
@@ -652,7 +627,7 @@ def _details_html(details: PluginDetails, reviews: Any, installed: InstalledPlug
         rows.append(
             f"<tr><td>{f'<s>{version}</s>' if v.yanked else version}</td>"
             f"<td>{html.escape(v.channel)}</td><td>{v.published:%Y-%m-%d}</td>"
-            f"<td>{_badges(v.capabilities)}</td>"
+            f"<td>{badges(v.capabilities)}</td>"
             f"<td>{html.escape(', '.join(str(r) for r in v.requires))}</td>"
             f"<td>{html.escape(note)}</td></tr>"
         )
@@ -667,7 +642,7 @@ def _details_html(details: PluginDetails, reviews: Any, installed: InstalledPlug
         f"<p>categories: {html.escape(', '.join(d.categories) or '-')} · "
         f"tags: {html.escape(', '.join(d.tags) or '-')}</p>"
         f"<p>latest {html.escape(str(latest.version) if latest else '-')} asks for: "
-        f"{_badges(latest.capabilities) if latest and latest.capabilities else 'nothing'}</p>"
+        f"{badges(latest.capabilities) if latest and latest.capabilities else 'nothing'}</p>"
         "<table><tr><th>version</th><th>channel</th><th>published</th><th>capabilities</th>"
         "<th>requires</th><th>note</th></tr>" + "".join(rows) + "</table>"
         f"<h4>Reviews in this home</h4>{reviews._repr_html_()}"
