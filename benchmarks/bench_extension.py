@@ -108,7 +108,7 @@ def run(rounds: int, work: Path) -> dict[str, dict[str, object]]:
             "median_ms": round(statistics.median(ms), 3),
             "min_ms": round(ms[0], 3),
             "max_ms": round(ms[-1], 3),
-            "new_modules_median": statistics.median(int(r["new_modules"]) for r in runs),  # type: ignore[call-overload]
+            "new_modules_median": round(statistics.median(int(r["new_modules"]) for r in runs)),  # type: ignore[call-overload]
             "heavy_after_load": heavy,
             "first_cell_median_ms": round(
                 statistics.median(float(r["first_cell_seconds"]) * 1000 for r in runs),  # type: ignore[arg-type]
