@@ -9,6 +9,8 @@ environment's scripts first on ``PATH`` for the notebooks' ``!plugmarket``
 cells. So ``pytest --nbval notebooks/`` never reads or changes the user's own
 plugmarket home, and every notebook sees what a new user sees, whatever ran
 before it. The folders are removed when the run ends.
+
+A cell stored without being run fails: nbval would compare nothing for it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,17 @@ _folders: list[Path] = []
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     notebook = item.parent
-    if not isinstance(notebook, IPyNbFile) or notebook.nodeid in _prepared:
+    if not isinstance(notebook, IPyNbFile):
+        return
+    cell = getattr(item, "cell", None)
+    if cell is not None and cell.get("execution_count") is None:
+        # nbval compares nothing for a cell stored without running it: it would pass empty.
+        pytest.fail(
+            f"{item.nodeid}: this cell was stored without being run, so nbval has no outputs "
+            "to compare; execute the notebook and store its outputs (notebooks/README.md)",
+            pytrace=False,
+        )
+    if notebook.nodeid in _prepared:
         return
     _prepared.add(notebook.nodeid)
     root = Path(tempfile.mkdtemp(prefix=f"plugmarket-nbval-{Path(notebook.nodeid).stem}-"))
