@@ -2,8 +2,10 @@
 
 The plugin is a 3-module package of about 50 lines each. Both sides run with
 their bytecode already cached (plugmarket's own cache; ``__pycache__`` for
-the plain import), in one process, alternating, and the script prints
-medians and the ratio. Then it loads 10 distinct copies and reports the
+the plain import, written by ``py_compile`` so that it is there even under
+``PYTHONDONTWRITEBYTECODE``), in one process, alternating, and the script
+prints medians and the ratio, with the machine's load average (on a shared
+machine the figures move with it). Then it loads 10 distinct copies and reports the
 growth of the process's resident memory.
 
 Run: ``.venv/bin/python benchmarks/bench_loader.py [--rounds N] [--json PATH]``
@@ -15,7 +17,10 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import itertools
 import json
+import os
+import py_compile
 import statistics
 import subprocess
 import sys
@@ -129,9 +134,12 @@ def rss_kib() -> int:
     return 0
 
 
-def memory_child(work: Path) -> None:
+def memory_child(work: Path, trace: bool) -> None:
     """In a fresh process: the memory 10 loaded plugins keep, after one warm-up load
-    has paid for plugmarket's own imports."""
+    has paid for plugmarket's own imports: the growth of the process's resident
+    memory, or (``trace``) of the Python heap as tracemalloc sees it. Not both in one
+    run: tracemalloc's own record of every allocation grows the resident memory by
+    more than the plugins do (about 640 KiB here)."""
     settings = Settings(home=work / "home")
     host = PlainHost()
     load(
@@ -141,13 +149,17 @@ def memory_child(work: Path) -> None:
     )
     packages = [write_package(work / f"p{i}", f"many_{i}", f"many-{i}") for i in range(10)]
     gc.collect()
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     before = rss_kib()
     kept = [load(Source.local(p), settings=settings, host=host) for p in packages]
     gc.collect()
     after = rss_kib()
-    traced, _ = tracemalloc.get_traced_memory()
-    print(json.dumps({"rss_kib": after - before, "traced_kib": traced // 1024, "n": len(kept)}))
+    if trace:
+        traced, _ = tracemalloc.get_traced_memory()
+        print(json.dumps({"traced_kib": traced // 1024, "n": len(kept)}))
+    else:
+        print(json.dumps({"rss_kib": after - before, "n": len(kept)}))
 
 
 def hook_child(work: Path, with_plugins: bool) -> None:
@@ -186,9 +198,10 @@ def main() -> None:
     parser.add_argument("--memory-child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--hook-child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--with-plugins", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child)
+        memory_child(args.memory_child, args.trace)
         return
     if args.hook_child:
         hook_child(args.hook_child, args.with_plugins)
@@ -198,21 +211,33 @@ def main() -> None:
     settings = Settings(home=work / "home")
     host = PlainHost()
     plain_root = work / "plain"
-    write_package(plain_root, "bench_plain", "bench-plain")
+    plain_pkg = write_package(plain_root, "bench_plain", "bench-plain")
+    for module in plain_pkg.glob("*.py"):
+        # Without this, PYTHONDONTWRITEBYTECODE=1 makes every plain import compile its
+        # three modules (about 0.9 ms), which also evicts plugmarket's side from the caches.
+        py_compile.compile(str(module), doraise=True)
     sys.path.insert(0, str(plain_root))
     source = Source.local(write_package(work / "plugin", "bench_plugin", "bench-plugin"))
 
-    for _ in range(50):  # warm both caches (bytecode on disk, in memory)
+    loadavg = [os.getloadavg()[0]]  # the machine may be shared: say how busy it was
+    # Warm both caches (bytecode on disk, in memory), for at least 0.25 s: files younger
+    # than a clock tick are read again at every load, as a just-edited plugin must be.
+    warm_until = time.perf_counter() + 0.25
+    for i in itertools.count():
         plain_import("bench_plain")
         plugmarket_load(source, settings, host)
+        if i >= 50 and time.perf_counter() > warm_until:
+            break
     plain, market = [], []
     for _ in range(args.rounds):
         plain.append(plain_import("bench_plain"))
         market.append(plugmarket_load(source, settings, host))
+    loadavg.append(os.getloadavg()[0])
     plain_us = statistics.median(plain) * 1e6
     market_us = statistics.median(market) * 1e6
 
     memory = _child("--memory-child", str(work / "memory"))
+    memory.update(_child("--memory-child", str(work / "memory-traced"), "--trace"))
     growth_kib = int(memory["rss_kib"])
     (work / "bare").mkdir()
     (work / "hooked").mkdir()
@@ -229,7 +254,10 @@ def main() -> None:
         "host_open_us_hook_10_plugins": round(hooked, 2),
         "rounds": args.rounds,
         "python": sys.version.split()[0],
+        "cores": os.cpu_count(),
+        "load": loadavg,
     }
+    print(f"{os.cpu_count()} cores, load average {loadavg[0]:.2f} before, {loadavg[1]:.2f} after")
     print(f"{'':32}{'median':>12}")
     print(f"{'plain importlib import':32}{plain_us:>10.1f} us")
     print(f"{'plugmarket load (+activate)':32}{market_us:>10.1f} us")
