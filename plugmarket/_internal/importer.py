@@ -67,6 +67,10 @@ _gcd_import: Callable[[str], types.ModuleType] = getattr(
 # (path, inode, size, mtime_ns, ctime_ns) -> code, shared by every load in this process
 _code_memo: dict[tuple[str, int, int, int, int], types.CodeType] = {}
 _lock = threading.Lock()
+_SEP = os.sep
+_INIT = os.sep + "__init__.py"
+# The modules whose bodies this thread is running (inside ``_create``).
+_running = threading.local()
 # A file's times this close to now may not change at its next write (file systems
 # keep times in clock ticks): code read from it is not memoized by them.
 _RACY_NS = 100_000_000  # 0.1 s
@@ -93,7 +97,7 @@ class PluginSpace:
 
     def __post_init__(self) -> None:
         self.base = os.path.join(self.root, self.top)
-        self.is_package = self.is_file(os.path.join(self.base, "__init__.py"))
+        self.is_package = self.is_file(self.base + _INIT)
 
     def is_file(self, path: str) -> bool:
         """Whether ``path`` is a file of the plugin."""
@@ -126,8 +130,8 @@ class _Finder(importlib.abc.MetaPathFinder):
         if not space.is_package:
             # A single-file plugin has no submodules.
             return None if rest else self._spec(fullname, space.base + ".py", space)
-        candidate = os.path.join(space.base, *rest.split(".")) if rest else space.base
-        init = os.path.join(candidate, "__init__.py")
+        candidate = space.base + _SEP + rest.replace(".", _SEP) if rest else space.base
+        init = candidate + _INIT
         if space.is_file(init):
             return self._spec(fullname, init, space, package=candidate)
         if rest and space.is_file(candidate + ".py"):
@@ -169,7 +173,7 @@ class _Loader(importlib.machinery.SourceFileLoader):
         self.space = space
 
     def get_code(self, fullname: str) -> types.CodeType:
-        path = self.get_filename(fullname)
+        path = self.path  # this loader's only module (get_filename checks just that)
         stamps = self.space.stamps
         stamp = stamps.get(path) if stamps is not None else None
         code = _code_memo.get((path, *stamp)) if stamp is not None else None
@@ -301,10 +305,13 @@ def _audit_import(name: str) -> None:
 def _load(name: str) -> types.ModuleType:
     """importlib's ``_find_and_load(name)``, short for modules of a plugin space."""
     module = sys.modules.get(name)
-    if module is not None and not getattr(
-        getattr(module, "__spec__", None), "_initializing", False
-    ):
-        return module
+    if module is not None:
+        if not getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return module
+        if name in getattr(_running, "names", ()):
+            # This thread holds its lock and is running its body (a package importing
+            # its own submodules): importlib would take the lock again and return it.
+            return module
     if module is None and name not in sys.modules and _ModuleLockManager is not None:
         with _ModuleLockManager(name):
             if name not in sys.modules:
@@ -342,7 +349,11 @@ def _create(name: str) -> types.ModuleType:
     pending = getattr(parent_spec, "_uninitialized_submodules", None)
     if pending is not None:
         pending.append(child)
+    running: set[str] | None = getattr(_running, "names", None)
+    if running is None:
+        running = _running.names = set()
     spec._initializing = True  # type: ignore[attr-defined]
+    running.add(name)
     try:
         sys.modules[name] = module
         try:
@@ -353,6 +364,7 @@ def _create(name: str) -> types.ModuleType:
         module = sys.modules.pop(name)  # it may have replaced itself
         sys.modules[name] = module
     finally:
+        running.discard(name)
         spec._initializing = False  # type: ignore[attr-defined]
         if pending is not None:
             pending.pop()
