@@ -73,6 +73,8 @@ def test_install_records_what_the_artifact_says_and_what_was_granted(
     assert inst.files(alpha).manifest.id == "alpha"
     assert inst.store.names() == [arts["alpha-1"].sha256]
     assert not journal.pending(home) and inst.check().problems == ()
+    # The committing object keeps the generation it wrote; a new reader decodes the same.
+    assert _installer(home).current() == inst.current() == inst.generations()[-1]
 
 
 def test_update_keeps_the_enabled_flag_and_uninstall_keeps_the_artifact_for_rollback(

@@ -18,7 +18,8 @@ Invariants:
   newest. A generation file newer than ``current`` belongs to a transaction
   that never switched, and recovery removes it.
 - Decoded generations are cached by (number, inode, mtime, size), so reading
-  the current generation again costs a ``stat`` or two.
+  the current generation again costs a ``stat`` or two; a generation this
+  object published is cached as it was staged, never decoded again.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Generations:
         self.folder = home / "generations"
         self.current_file = home / "current"
         self._cache: dict[int, tuple[tuple[int, int, int], Generation]] = {}
+        self._staged: dict[int, tuple[int, Generation]] = {}  # number -> (bytes, generation)
 
     def path(self, number: int) -> Path:
         return self.folder / f"{number}.json"
@@ -195,7 +197,11 @@ class Generations:
             OSError: the folder cannot be written.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        return write_temp(self.path(generation.number), encode_generation(generation), sync=False)
+        data = encode_generation(generation)
+        tmp = write_temp(self.path(generation.number), data, sync=False)
+        # What publish renames is what was encoded: read back as the value it came from.
+        self._staged[generation.number] = (len(data), generation)
+        return tmp
 
     def publish(self, number: int) -> None:
         """Rename generation ``number``'s staged file into place (the folder is not fsynced).
@@ -205,6 +211,11 @@ class Generations:
         """
         path = self.path(number)
         os.replace(path.with_name(f".{path.name}.tmp"), path)
+        size, generation = self._staged.pop(number, (-1, None))
+        if generation is not None:
+            st = os.stat(path)
+            if st.st_size == size:
+                self._cache[number] = ((st.st_ino, st.st_mtime_ns, st.st_size), generation)
 
     def sync_folder(self) -> None:
         """fsync the generations folder, so a published file's name survives a power cut."""
