@@ -270,3 +270,28 @@ def test_module_rewritten_with_its_old_mtime_runs_its_new_code(
     (pkg / "value.py").write_text("N = 7\n")
     os.utime(pkg / "value.py", ns=(st.st_atime_ns, st.st_mtime_ns))
     assert load(Source.local(pkg), settings=settings, host=PlainHost()).module.N == 7
+
+
+def test_without_importlib_helpers_plugins_import_through_importlib(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal import importer
+
+    monkeypatch.setattr(importer, "_ModuleLockManager", None)
+    monkeypatch.setattr(importer, "_handle_fromlist", None)
+    pkg = write_plugin(
+        tmp_path,
+        "plain-path",
+        """
+        from . import util
+        from plain_path.sub import deep
+        import plain_path.sub as sub_again
+        VALUE = util.N + deep.D
+        """,
+        files={"util.py": "N = 1\n", "sub/__init__.py": "", "sub/deep.py": "D = 2\n"},
+    )
+    plugin = load(Source.local(pkg), settings=settings, host=PlainHost())
+    ns = plugin.module.__name__
+    assert plugin.module.VALUE == 3
+    assert plugin.module.sub_again is sys.modules[f"{ns}.sub"]
+    assert plugin.module.deep is sys.modules[f"{ns}.sub.deep"]

@@ -252,9 +252,12 @@ def import_module(name: str) -> types.ModuleType:
 def import_absolute(name: str, fromlist: Sequence[str] | None = ()) -> types.ModuleType:
     """Import ``name`` (a module in a plugin namespace) as ``__import__(name,
     fromlist=fromlist)`` would, but return the module ``name`` itself."""
+    if _handle_fromlist is None:
+        __import__(name, None, None, fromlist, 0)
+        return sys.modules[name]
     _audit_import(name)
     module = _load(name)
-    if fromlist and _handle_fromlist is not None and hasattr(module, "__path__"):
+    if fromlist and hasattr(module, "__path__"):
         return _handle_fromlist(module, fromlist, _load)  # type: ignore[no-any-return]
     return module
 
