@@ -2,11 +2,11 @@
 
 nbval starts one kernel per notebook, in the notebook's setup, and the kernel
 inherits this process's environment. Just before that setup, the hook below
-gives the notebook its own empty ``PLUGMARKET_HOME`` (and IPython and Jupyter
-configuration folders), removes every other ``PLUGMARKET_*`` variable, so the
-default registry is the demo registry shipped in the package, and puts this
-environment's scripts first on ``PATH`` for the notebooks' ``!plugmarket``
-cells. So ``pytest --nbval notebooks/`` never reads or changes the user's own
+gives the notebook its own empty ``PLUGMARKET_HOME``, IPython and Jupyter
+configuration folders and ``TMPDIR``, removes every other ``PLUGMARKET_*``
+variable, so the default registry is the demo registry shipped in the
+package, and puts this environment's scripts first on ``PATH`` for the
+notebooks' ``!plugmarket`` cells. So ``pytest --nbval notebooks/`` never reads or changes the user's own
 plugmarket home, and every notebook sees what a new user sees, whatever ran
 before it. The folders are removed when the run ends.
 
@@ -61,6 +61,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _environment.setenv("PLUGMARKET_HOME", str(root / "home"))
     _environment.setenv("IPYTHONDIR", str(root / "ipython"))
     _environment.setenv("JUPYTER_CONFIG_DIR", str(root / "jupyter"))
+    # The notebooks' own temporary folders too, so a notebook that fails before its
+    # clean-up cell leaves nothing behind.
+    (root / "tmp").mkdir()
+    _environment.setenv("TMPDIR", str(root / "tmp"))
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if path.split(os.pathsep)[0] != scripts:
