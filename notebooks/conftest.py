@@ -6,9 +6,10 @@ gives the notebook its own empty ``PLUGMARKET_HOME``, IPython and Jupyter
 configuration folders and ``TMPDIR``, removes every other ``PLUGMARKET_*``
 variable, so the default registry is the demo registry shipped in the
 package, and puts this environment's scripts first on ``PATH`` for the
-notebooks' ``!plugmarket`` cells. So ``pytest --nbval notebooks/`` never reads or changes the user's own
-plugmarket home, and every notebook sees what a new user sees, whatever ran
-before it. The folders are removed when the run ends.
+notebooks' ``!plugmarket`` cells. So ``pytest --nbval notebooks/`` never
+reads or changes the user's own plugmarket home, and every notebook sees what
+a new user sees, whatever ran before it. The folders are removed when the run
+ends, with whatever a failing notebook left in them.
 
 A cell stored without being run fails: nbval would compare nothing for it.
 """
