@@ -350,12 +350,16 @@ def unpack(
     budget = max_unpacked
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_BINARY", 0)
+    made = {base}  # folders known to exist: one mkdir per folder, not per file
     for path, info in listing.files:
         target = os.path.join(base, *(prefix + path).split("/"))
         if os.path.commonpath([base, target]) != base:  # unreachable after the checks
             raise refuse(listing.source, info.orig_filename, "would be written outside the folder")
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            folder = os.path.dirname(target)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
             fd = os.open(target, flags, 0o644)
         except OSError as exc:
             raise write_error(dest, exc) from exc

@@ -270,8 +270,11 @@ class Store:
         from plugmarket.sources import unpack_artifact
 
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.root))
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.root))
+            except FileNotFoundError:  # the home's first entry
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.root))
         except OSError as exc:
             raise write_error(self.root, exc) from exc
         try:
