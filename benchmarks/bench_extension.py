@@ -10,7 +10,7 @@ plugmarket's home is a new empty folder each round, and no configuration from
 this machine's ``~/.ipython`` or ``~/.jupyter`` is read.
 
 Run: ``.venv/bin/python benchmarks/bench_extension.py [--rounds N] [--json PATH]``
-Targets (issue 6): loading plugmarket costs <= 10 ms and <= 1x autoreload (medians);
+Targets (issue 5): loading plugmarket costs <= 10 ms and <= 1x autoreload (medians);
 httpx, cryptography, ipywidgets, jupyter_server and resolvelib are imported only
 when a verb needs them.
 """
