@@ -27,6 +27,7 @@ The tree::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +67,35 @@ class PlugmarketError(Exception):
             return self.message
         stop = "" if self.message.endswith((".", "!", "?", ":")) else "."
         return f"{self.message}{stop} {self.hint}"
+
+    #: Set (by ``%plugin VERB --debug``) to show this error's whole traceback in IPython.
+    show_traceback = False
+
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows this error (its own protocol): one line, with the hint.
+
+        A user's mistake or a refused operation is not a bug, so a notebook
+        shows what went wrong and what to do, not plugmarket's internals.
+        Hints name terminal commands; in IPython the same verbs are
+        ``%plugin`` magics. ``%xmode verbose`` (or ``--debug`` on a verb)
+        shows the whole traceback instead.
+        """
+        shell = _running_ipython()
+        if shell is not None and (self.show_traceback or shell.InteractiveTB.mode == "Verbose"):
+            return list(
+                shell.InteractiveTB.structured_traceback(type(self), self, self.__traceback__)
+            )
+        return [f"{type(self).__name__}: {in_ipython_words(str(self))}"]
+
+
+def in_ipython_words(text: str) -> str:
+    """``text`` with the terminal's verbs (`` `plugmarket grant ...` ``) as magics."""
+    return text.replace("`plugmarket ", "`%plugin ")
+
+
+def _running_ipython() -> Any:
+    ipython = sys.modules.get("IPython")  # never imported for this
+    return ipython.get_ipython() if ipython is not None else None
 
 
 class ManifestError(PlugmarketError):

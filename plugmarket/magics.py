@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from plugmarket.errors import ConsentRequired, PlugmarketError
+from plugmarket.errors import ConsentRequired, PlugmarketError, in_ipython_words
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,13 +60,11 @@ class PluginCommandError(UsageError):
     """
 
     def __init__(self, error: PlugmarketError) -> None:
-        # Hints name the terminal's verbs; here the same verbs are magics.
-        super().__init__(str(error).replace("`plugmarket ", "`%plugin "))
+        super().__init__(in_ipython_words(str(error)))
         self.error = error
 
     def _render_traceback_(self) -> list[str]:
-        # IPython shows these lines instead of a traceback (its own protocol).
-        return [f"{type(self.error).__name__}: {self}"]
+        return self.error._render_traceback_()
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
@@ -151,6 +149,7 @@ class PluginMagics(Magics):
             return VERBS[verb][1](self, args)
         except PlugmarketError as exc:
             if debug:
+                exc.show_traceback = True
                 raise
             raise PluginCommandError(exc) from None
 

@@ -35,7 +35,7 @@ import ipywidgets as w
 from packaging.version import InvalidVersion, Version
 
 from plugmarket._internal.search_index import SORTS
-from plugmarket.errors import ConsentRequired, PlugmarketError
+from plugmarket.errors import ConsentRequired, PlugmarketError, in_ipython_words
 from plugmarket.plan import Plan
 from plugmarket.results import badges, stars
 
@@ -70,14 +70,23 @@ def _in_words(capability: str) -> str:
 
 
 def _error_html(exc: PlugmarketError) -> str:
-    return f'<div style="color:#b00020">&#9888; {html.escape(str(exc))}</div>'
+    return f'<div style="color:#b00020">&#9888; {html.escape(in_ipython_words(str(exc)))}</div>'
 
 
 def _outcome_text(result: object) -> str:
+    """What an operation's result says to a user: a plan's changes, a plugin's new state,
+    the generation now current."""
+    from plugmarket._internal.installed import Generation, InstalledPlugin
+
     if isinstance(result, Plan):
         if result.empty:
             return f"{result.operation}: nothing to do"
         return f"{result.operation} done: " + "; ".join(i.describe() for i in result.items)
+    if isinstance(result, InstalledPlugin):
+        state = "enabled" if result.enabled else "disabled (installed, not loaded)"
+        return f"{result.id} {result.version} is {state}"
+    if isinstance(result, Generation):
+        return f"now on generation {result.number} ({result.reason})"
     return str(result)
 
 

@@ -415,3 +415,31 @@ def test_the_panel_of_the_magics_installs_through_its_facade_and_gives_the_bar_b
     assert [p.id for p in market.installed()] == ["units"]
     assert "units" in line_magics(ip)
     assert market.progress is bar
+
+
+PEEK = """
+from pathlib import Path
+
+def activate(ctx):
+    ctx.register_magic(lambda line: Path(line).read_text(), name="peek")
+"""
+
+
+def test_a_denial_from_a_plugins_own_magic_is_one_line_naming_the_magic_to_grant_it(
+    ip: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret")
+    ip.run_cell_magic("plugin", "define peek --grant ipython.magics", PEEK)
+    ip.run_cell(f"%peek {secret}")
+    out = capsys.readouterr()
+    shown = (out.out + out.err).strip().splitlines()
+    assert len(shown) == 1, shown
+    assert shown[0].startswith("CapabilityDenied: ") and str(secret) in shown[0]
+    assert "`%plugin grant peek fs.read" in shown[0]
+    assert [e.operation for e in plugin(ip, "audit --limit 1")] == ["denied"]
+
+    ip.run_line_magic("xmode", "verbose")  # the user asks for the whole story
+    ip.run_cell(f"%peek {secret}")
+    out = capsys.readouterr()
+    assert "Traceback" in out.out + out.err and "read_text" in out.out + out.err

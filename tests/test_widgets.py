@@ -418,3 +418,16 @@ def test_downloads_move_the_progress_bar_while_buttons_wait(
     assert panel.error.value == "" and [c.plugin_id for c in panel.results] == ["units"]
     assert not panel.search_button.disabled  # buttons are back once it is done
     panel.market.close()
+
+
+def test_enable_disable_and_rollback_report_in_words_not_objects(home: Path, shell: Any) -> None:
+    market = Marketplace(home, surface="panel", host=IPythonHost(shell))
+    market.install("units", "1.0.0", yes=True)
+    market.update("units", yes=True)
+    panel = MarketplacePanel(market)
+    panel.disable("units")
+    assert panel.status.value == "units 1.1.0 is disabled (installed, not loaded)"
+    panel.enable("units")
+    assert panel.status.value == "units 1.1.0 is enabled"
+    panel.rollback()
+    assert panel.status.value == "now on generation 5 (rollback to 3)"
