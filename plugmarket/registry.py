@@ -32,16 +32,13 @@ for network and disk copies alike. What is normal is decided here:
 
 from __future__ import annotations
 
-import hashlib
 import html
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +181,6 @@ class RegistryClient:
         self._client = client
         self._own_client = client is None
         self._lock = threading.RLock()
-        self._client_lock = threading.Lock()  # only around making the HTTP client
         self._states = [
             RegistryState(
                 Source.from_config(config, settings.home), settings, http=self._http, now=now
@@ -199,8 +195,6 @@ class RegistryClient:
         )
         self._details: LRUCache[tuple[str, str, str], PluginDetail] = LRUCache(_DETAILS_KEPT)
         self._table: tuple[tuple[Index, ...], SearchTable] | None = None
-        # (registry key, plugin id) -> detail bytes being fetched before their pin was known.
-        self._early: dict[tuple[str, str], Future[bytes | None]] = {}
 
     # --- public API -------------------------------------------------------------
 
@@ -283,57 +277,6 @@ class RegistryClient:
         with self._lock:
             return frozenset().union(*(snap.index.plugins for _, snap in self._snapshots()))
 
-    def prefetch(self, plugin_ids: Iterable[str]) -> None:
-        """Start downloading these plugins' detail files while the index is fetched.
-
-        Only when the highest-priority registry is remote and nothing of it is
-        cached yet (its index must be fetched anyway): each detail file's name
-        is fixed by the registry format (``plugins/<id>.json``), so its download
-        need not wait for the index that pins it. Prefetched bytes are used
-        only if they match that pin once the index is trusted, and are
-        otherwise dropped (the file is then fetched again by its pin); a failed
-        prefetch is never reported. Invalid ids are skipped.
-        """
-        from plugmarket._internal import durable
-        from plugmarket._internal.registry_format import detail_path
-
-        with self._lock:
-            if self.settings.offline or not self._states:
-                return
-            state = self._states[0]
-            source = state.source
-            if source.local or state.last is not None or source.cache.has(INDEX_FILE):
-                return
-            for plugin_id in plugin_ids:
-                key = (source.key, plugin_id)
-                if key in self._early or not ID_PATTERN.fullmatch(plugin_id):
-                    continue
-                url = resolve_detail(source, detail_path(plugin_id))
-                self._early[key] = durable.submit(partial(self._prefetch_one, state, url))
-
-    def _prefetch_one(self, state: RegistryState, url: str) -> bytes | None:
-        try:
-            return state.download(
-                url,
-                url,
-                max_bytes=self.settings.max_metadata_size,
-                allowed=(),
-                size=None,
-                sha256=None,
-            )
-        except PlugmarketError:
-            return None  # a real fetch by the pin follows, and reports
-
-    def _prefetched(self, key: str, plugin_id: str, size: int, sha256: str) -> bytes | None:
-        """Prefetched detail bytes of ``plugin_id`` if they match the pin (waits for them)."""
-        early = self._early.pop((key, plugin_id), None)
-        if early is None:
-            return None
-        body = early.result()
-        if body is None or len(body) != size or hashlib.sha256(body).hexdigest() != sha256:
-            return None
-        return body
-
     def versions(self, plugin_id: str) -> list[VersionInfo]:
         """Every published version of ``plugin_id``, newest first (yanked ones included).
 
@@ -402,9 +345,6 @@ class RegistryClient:
 
     def close(self) -> None:
         """Close the HTTP client this object made (not one passed in)."""
-        with self._lock:
-            early, self._early = list(self._early.values()), {}
-        wait(early)  # none may still be using the client
         if self._own_client and self._client is not None:
             self._client.close()
             self._client = None
@@ -457,8 +397,6 @@ class RegistryClient:
             return cached
         body = None if source.local else source.cache.get_blob(pin.sha256)
         fetched = body is None
-        if body is None and self._early:
-            body = self._prefetched(source.key, plugin_id, pin.size, pin.sha256)
         if body is None:
             if self.settings.offline and not source.local:
                 raise OfflineError(
@@ -512,13 +450,11 @@ class RegistryClient:
         )
 
     def _http(self) -> httpx.Client:
-        # Prefetches and the early signature ask from other threads: make exactly one.
-        with self._client_lock:
-            if self._client is None:
-                from plugmarket._internal.fetch import make_client
+        if self._client is None:
+            from plugmarket._internal.fetch import make_client
 
-                self._client = make_client(self.settings.http_timeout)
-            return self._client
+            self._client = make_client(self.settings.http_timeout)
+        return self._client
 
 
 def _caller_level() -> int:

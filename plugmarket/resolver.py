@@ -121,10 +121,6 @@ class RegistryCatalog:
             self._ids = self._client.ids()
         return self._ids
 
-    def prefetch(self, plugin_ids: Iterable[str]) -> None:
-        """Start downloading these plugins' details early (see ``RegistryClient.prefetch``)."""
-        self._client.prefetch(plugin_ids)
-
     def candidates(self, plugin_id: str) -> tuple[Offer, ...]:
         """Every version of ``plugin_id``, from each registry carrying it, by priority.
 
@@ -242,8 +238,6 @@ def resolve(
                 conflicts=[("you", pid)],
                 hint="Ask for one or the other.",
             )
-    if isinstance(catalog, RegistryCatalog):
-        catalog.prefetch(asked)  # their details download while the index does
     staying = {pid: p for pid, p in current.items() if pid not in removed}
     movable = set(staying) if upgrade is True else {normalize_id(u) for u in upgrade or ()}
     provider = PluginProvider(

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from plugmarket._internal.registry_format import decode_index
 from plugmarket.errors import PlugmarketError, RegistryError
 from plugmarket.registry import PluginDetails, RegistryClient, SearchHit
 from plugmarket.settings import Settings, demo_registry_path, from_env
-from tests.support.httpserver import LoopbackServer, status
+from tests.support.httpserver import LoopbackServer
 from tests.support.registry import Clients, Clock, TestRegistry, make_registry
 
 Serve = Callable[..., LoopbackServer]
@@ -122,45 +121,6 @@ def test_details_versions_and_artifact_over_http(
     pin = details.detail.get("1.1.0")
     assert pin is not None and hashlib.sha256(data).hexdigest() == pin.artifact.sha256
     assert served.count("/artifacts/csv-tools/csv-tools-1.1.0.zip") == 1
-
-
-def test_a_cold_client_prefetches_details_with_the_index_and_uses_them_once_pinned(
-    registry: TestRegistry, served: LoopbackServer, home: Path, client_for: MakeClient
-) -> None:
-    client = client_for(registry, home, served.url())
-    client.prefetch(["csv-tools", "no-such-plugin", "Not An Id"])
-    assert client.details("csv-tools").summary == "Preview CSV files as tables"
-    client.close()  # waits for the prefetch of the id no registry has
-    assert served.count("/plugins/csv-tools.json") == 1  # the prefetched bytes were used
-    assert served.count("/plugins/no-such-plugin.json") == 1  # a 404 that is never reported
-    assert served.count() == 4  # index, signature, and the two detail files
-    # Once anything of the registry is cached, nothing is fetched ahead of its pin.
-    served.reset_counts()
-    warm = client_for(registry, home, served.url())
-    warm.prefetch(["csv-tools", "sql-magic"])
-    assert warm.details("csv-tools").id == "csv-tools"
-    warm.close()
-    assert served.count() == 0
-
-
-def test_a_prefetched_detail_unlike_its_pin_is_dropped_and_fetched_by_the_pin(
-    registry: TestRegistry, served: LoopbackServer, home: Path, client_for: MakeClient
-) -> None:
-    asked: list[str] = []
-
-    def tampered_once(h: Any) -> None:
-        asked.append(h.path)
-        if len(asked) == 1:  # the prefetch: what a mix-and-match attacker would send
-            body = registry.root.joinpath("plugins/csv-tools.json").read_bytes()
-            status(200, body.replace(b"Preview", b"Pr3view"))(h)
-        else:
-            h._serve_file(h.path, head=False)
-
-    served.route("/plugins/csv-tools.json", tampered_once)
-    client = client_for(registry, home, served.url())
-    client.prefetch(["csv-tools"])
-    assert client.details("csv-tools").summary == "Preview CSV files as tables"
-    assert len(asked) == 2
 
 
 def test_yanked_versions_are_listed_and_marked(

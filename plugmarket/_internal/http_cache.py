@@ -176,10 +176,6 @@ class DiskCache:
         atomic_write(meta_path, _meta_bytes(renewed))
         return renewed
 
-    def has(self, name: str) -> bool:
-        """Whether an entry ``name`` is stored (one ``stat``; it is not read or checked)."""
-        return self._paths(name)[1].exists()
-
     def discard(self, name: str) -> None:
         """Remove the entry ``name`` (both files), if present."""
         for path in self._paths(name):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -136,18 +135,7 @@ class RegistryState:
                 hint="Turn offline mode off (PLUGMARKET_OFFLINE=0) to fetch the registry.",
             )
         headers = entry.conditional_headers() if entry is not None else {}
-        early: Future[tuple[bytes | None, RegistryError | None]] | None = None
-        if best is None and not self.source.local and self.trusted.require_signature:
-            # Nothing trusted to compare with: the signature will be needed, so it
-            # downloads while the index does (one round trip instead of two).
-            from plugmarket._internal import durable
-
-            early = durable.submit(self._signature)
-        try:
-            got = self._fetch_meta(self.source.index_url, INDEX_FILE, headers=headers)
-        finally:
-            if early is not None:
-                wait([early])
+        got = self._fetch_meta(self.source.index_url, INDEX_FILE, headers=headers)
         if isinstance(got, RegistryError):
             return self._stale(best, now, got, why)
         if got.status == 304 and entry is not None and best is not None:
@@ -159,23 +147,15 @@ class RegistryState:
             sig: bytes | None = best.signature
             index = best.index
         else:
-            sig, missing = early.result() if early is not None else self._signature()
+            sig, missing = self._signature()
             try:
                 index = self.trusted.update_index(got.body, sig, now=now)
             except SignatureError as exc:
                 if missing is not None:
                     raise exc from missing
                 raise
-        if self.source.local:
-            self._remember(index.version)
-            return Snapshot(index, digest, sig, t, t + ttl)
-        from plugmarket._internal import durable
-
-        # The version's durable write (an fsync) runs while the cache copy is written;
-        # both are on the disk, or have failed, before the snapshot is returned.
-        remembered = durable.submit(lambda: self._remember(index.version))
-        extra = {"signature": base64.b64encode(sig).decode("ascii")} if sig else {}
-        try:
+        if not self.source.local:
+            extra = {"signature": base64.b64encode(sig).decode("ascii")} if sig else {}
             self.write(
                 lambda: self.source.cache.put(
                     INDEX_FILE,
@@ -188,8 +168,7 @@ class RegistryState:
                     sha256=digest,
                 ),
             )
-        finally:
-            durable.gather([remembered])
+        self._remember(index.version)
         return Snapshot(index, digest, sig, t, t + ttl)
 
     def _adopt(self, entry: CacheEntry, now: datetime) -> tuple[Snapshot | None, str]:
@@ -324,12 +303,11 @@ class RegistryState:
         *,
         max_bytes: int,
         allowed: tuple[str, ...],
-        size: int | None,
-        sha256: str | None,
+        size: int,
+        sha256: str,
         progress: Progress | None = None,
     ) -> bytes:
-        """Fetch a pinned file (detail or artifact), bounded and checked against its pin
-        (None: not pinned yet; the caller checks the bytes before using them).
+        """Fetch a pinned file (detail or artifact), bounded and checked against its pin.
 
         Raises:
             IntegrityError: the size or sha256 differs, or the body is longer than allowed.
