@@ -1,8 +1,11 @@
 """The write-ahead journal of the installer's transactions, and fault injection.
 
-``<home>/journal.json`` exists exactly while a transaction is under way. Its
-temporary file is written before the transaction writes anything else, and
-it is durable (fsynced with the home) before anything is renamed into place.
+``<home>/journal.json`` exists exactly while a transaction is under way. It
+is written (in place, under the home lock) before the transaction writes
+anything else, and it is durable (the file and the home fsynced side by side:
+one wait for the disk, not two) before anything is renamed into place. A
+journal cut short by a power cut is a journal that cannot be read, which
+recovery handles (below).
 It names the transaction (a random id), the operation, the old and new
 generation numbers, the store entries the transaction creates (those absent
 when it began), the step it began with, and who runs it (pid, host). It is
@@ -39,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from plugmarket._internal.durable import fsync_dir, fsync_file
+from plugmarket._internal.durable import sync_all
 
 __all__ = [
     "FAULT_ENV",
@@ -117,11 +120,11 @@ def temp_path(home: Path) -> Path:
 
 
 def write(home: Path, journal: Journal, *, fault: Faults | None = None, durable: bool) -> None:
-    """Write the journal atomically.
+    """Write the journal.
 
     A transaction's journal must be ``durable`` (fsynced with its folder)
     before anything it changes is renamed into place; a write that is not
-    durable is only for tests that stage a journal.
+    durable is only for tests that stage a journal (written atomically).
 
     Raises:
         OSError: the home cannot be written.
@@ -136,7 +139,7 @@ def write(home: Path, journal: Journal, *, fault: Faults | None = None, durable:
 
 
 def write_temp(home: Path, journal: Journal) -> None:
-    """The first half of a durable :func:`write`: the temporary file, not yet fsynced.
+    """The first half of a durable :func:`write`: the journal, written but not yet fsynced.
 
     From here on :func:`pending` is true, so a process killed at any later
     point leaves a journal for recovery; the installer starts unpacking into
@@ -145,21 +148,22 @@ def write_temp(home: Path, journal: Journal) -> None:
     Raises:
         OSError: the home cannot be written.
     """
-    temp_path(home).write_bytes(_encode(journal))
+    path(home).write_bytes(_encode(journal))
 
 
 def commit_temp(home: Path, *, fault: Faults | None = None) -> None:
-    """The second half of a durable :func:`write`: fsync, rename, fsync the home.
+    """The second half of a durable :func:`write`: fsync the journal and the home, together.
+
+    No rename: a journal is only written by the lock holder, when none is
+    pending, so it needs no temporary name; the two fsyncs need no order
+    between them, only both to have returned.
 
     Raises:
         OSError: the home cannot be written.
     """
-    tmp = temp_path(home)
-    fsync_file(tmp)
     if fault is not None:
         fault("journal-temp-written")
-    os.replace(tmp, path(home))
-    fsync_dir(home)
+    sync_all([path(home)], [home])
 
 
 def _encode(journal: Journal) -> bytes:
