@@ -274,7 +274,7 @@ def check(lab: Lab, timeout: float = 60) -> list[str]:
     Raises:
         LabError: a check failed; the message says which and what was found.
     """
-    from jupyter_client import BlockingKernelClient
+    from jupyter_client.blocking.client import BlockingKernelClient
 
     done: list[str] = []
     with lab.api() as api:
