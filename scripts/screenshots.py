@@ -57,6 +57,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1100, "height": 2400}  # tall, so a group of cells fits in one clip
 RUN_TIMEOUT = 240  # seconds for a whole notebook to run
+STALL = 3  # seconds with an idle kernel and cells not run: "Run All" stopped
 UI_TIMEOUT = 60_000  # milliseconds for the page to show something
 
 PANEL_NOTEBOOK = "panel.ipynb"
@@ -148,7 +149,7 @@ def run_all(page: Any, name: str) -> None:
     """Run every cell with JupyterLab's "Run All"; raise if an untagged cell failed."""
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.monotonic() + RUN_TIMEOUT
-    stalled = False
+    idle_since: float | None = None
     while True:
         state = page.evaluate(_NOTEBOOK_STATE)
         if state["errors"]:
@@ -156,9 +157,10 @@ def run_all(page: Any, name: str) -> None:
         idle = state["kernel"] == "idle" and state["running"] == 0
         if idle and state["pending"] == 0:
             return
-        if idle and stalled:  # twice in a row: nothing left queued, yet cells never ran
+        # Idle with cells never run, for longer than the gap between two cells: stopped.
+        idle_since = (idle_since or time.monotonic()) if idle else None
+        if idle_since is not None and time.monotonic() - idle_since > STALL:
             raise RuntimeError(f"{name}: Run All stopped before {state['stopped']!r}")
-        stalled = idle
         if time.monotonic() > deadline:
             raise RuntimeError(f"{name}: cells still running after {RUN_TIMEOUT} s: {state}")
         page.wait_for_timeout(250)  # polling interval, not synchronisation
