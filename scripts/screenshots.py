@@ -3,9 +3,15 @@
 Regenerate them (no network needed; Chromium is Debian's, Playwright never
 downloads a browser here)::
 
-    apt-get install chromium                    # once: /usr/bin/chromium
-    .venv/bin/python -m pip install -e ".[docs]"  # once: Playwright (never `playwright install`)
-    .venv/bin/python scripts/screenshots.py     # writes docs/images/*.png
+    bash scripts/setup.sh                          # once: .venv with JupyterLab
+    apt-get install chromium                       # once: /usr/bin/chromium
+    .venv/bin/python -m pip install -e ".[docs]"   # once: Playwright (never `playwright install`)
+    .venv/bin/python scripts/screenshots.py        # writes docs/images/*.png (about 20 s)
+
+The pictures: search.png, install-consent.png, use.png, update-live.png (from
+01-quickstart), define.png (02-write-and-publish), panel.png and
+panel-consent.png (a scratch notebook with ``%plugin panel``). Look at each one
+before committing it.
 
 Options: ``--chromium PATH`` (default /usr/bin/chromium), ``--out DIR`` (default
 docs/images), ``--headed`` to watch.
