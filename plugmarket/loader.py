@@ -161,6 +161,7 @@ def load(
         bytecode_dir=bytecode_dir,
         stamps=files.stamps,
     )
+    guard.namespace = space.namespace
     guard.aliases = {files.top: space.namespace}
     for dep in deps:
         guard.aliases[dep.files.top] = dep.space.namespace

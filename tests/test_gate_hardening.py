@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from plugmarket import loader
-from plugmarket.errors import CapabilityDenied
+from plugmarket.errors import CapabilityDenied, LoadError
 from plugmarket.host import IPythonHost
 from plugmarket.loader import unload
 from tests.support.probes import load_probe, probe_denied, run_probe
@@ -339,3 +339,37 @@ def test_a_relative_link_target_is_read_from_the_links_folder(
     body = "import os\nos.symlink('..', STORAGE + '/up')\nreturn os.path.realpath(STORAGE + '/up')"
     # every plugin's storage
     assert probe_denied(tmp_path, home, body).operation == "os.symlink"
+
+
+# --- relative imports stay inside the plugin's own package ---------------------------------
+
+
+def test_relative_imports_cannot_climb_out_of_the_plugins_package(
+    tmp_path: Path, home: Path
+) -> None:
+    from plugmarket import load
+    from plugmarket.sources import Source
+    from tests.support.plugins import write_plugin
+
+    write_plugin(tmp_path, "other", "VALUE = 'other'")
+    load(Source.local(tmp_path / "other" / "other"))
+    escapes = {
+        "plugmarket": "from ... import loader",
+        "another plugin": "from .. import other",
+        "plugmarket, deeper": "from ...._internal import gate",
+    }
+    for what, line in escapes.items():
+        folder = write_plugin(tmp_path / what.replace(" ", "_"), "climber", line)
+        with pytest.raises(LoadError) as failed:
+            load(Source.local(folder))
+        assert isinstance(failed.value.__cause__, ImportError), what
+        assert "relative imports stay inside the plugin's own package" in str(failed.value), what
+        assert "climber" not in loader.loaded()
+
+    inside = write_plugin(
+        tmp_path / "fine",
+        "climber",
+        "from . import helpers\nfrom .helpers import ANSWER",
+        files={"helpers.py": "ANSWER = 42"},
+    )
+    assert load(Source.local(inside)).module.ANSWER == 42

@@ -250,6 +250,7 @@ class Guard:
         self._resolved: dict[str, str] = {}  # address -> granted host name it came from
         self._files: set[str] = set()
         self.aliases: dict[str, str] = {}  # top-level import name -> namespace module
+        self.namespace = ""  # the plugin's own package, which relative imports stay inside
 
     def __repr__(self) -> str:
         return f"<Guard {self.plugin_id} {self.grants!r}>"
@@ -415,10 +416,32 @@ class Guard:
                 self.check(need)
             module = _real_import(name, globals, locals, fromlist, 0)
             return self._shield(name, module, fromlist)
+        self._check_relative(name, globals, level)
         found = _import_relative(name, globals, fromlist, level)
         if found is not None:
             return found
         return _real_import(name, globals, locals, fromlist, level)
+
+    def _check_relative(self, name: str, globals: Mapping[str, Any] | None, level: int) -> None:
+        """Refuse a relative import that climbs out of the plugin's own package.
+
+        ``from ... import x`` in ``plugmarket.plugins.<id>`` would reach
+        plugmarket's own modules, and ``from .. import other`` a plugin it
+        does not require; its requirements are imported by name instead.
+        """
+        if not self.namespace:
+            return
+        package = str((globals or {}).get("__package__") or "")
+        parts = package.rsplit(".", level - 1)
+        base = parts[0] if len(parts) == level else ""
+        if base == self.namespace or base.startswith(self.namespace + "."):
+            return
+        target = f"{'.' * level}{name}"
+        raise ImportError(
+            f"plugin {self.plugin_id!r} may not import {target!r}: relative imports stay "
+            "inside the plugin's own package (import the plugins it requires by name)",
+            name=name or None,
+        )
 
     def _shield(self, name: str, module: types.ModuleType, fromlist: object) -> types.ModuleType:
         """The module a plugin gets: the real one, or a gated view of a few front doors."""
