@@ -15,6 +15,8 @@ writes lives under ``.demo/`` in the repository (or ``--state DIR``):
   ``JUPYTER_RUNTIME_DIR``, so the user's own ``~/.jupyter`` is neither read
   nor written (the kernelspec and labextensions of the environment are still
   found), with JupyterLab's news and update checks turned off;
+- ``workspace/``: what the server shows, a copy of ``notebooks/`` and ``docs/``
+  made on the first run, so running the notebooks never changes the repository;
 - ``jupyterlab.log``: the server's log.
 
 Usage::
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -321,6 +324,26 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def workspace(state: Path) -> Path:
+    """A copy of ``notebooks/`` (and the ``docs/`` they link to) that the demo serves.
+
+    Running the notebooks saves their outputs; in a copy, that never changes the
+    repository. It is made once, so work done in it is kept between runs;
+    delete ``.demo/workspace`` for fresh copies.
+    """
+    root = state / "workspace"
+    if not root.exists():
+        staging = state / ".workspace.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in ("notebooks", "docs"):
+            shutil.copytree(REPO / folder, staging / folder, ignore=_NOT_COPIED)
+        staging.rename(root)
+    return root
+
+
+_NOT_COPIED = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "conftest.py")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
@@ -338,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on_signal)
     try:
-        lab = start(port=options.port, state=options.state.resolve())
+        state = options.state.resolve()
+        lab = start(port=options.port, state=state, root_dir=workspace(state))
     except LabError as error:
         print(f"plugmarket demo: {error}", file=sys.stderr)
         return 1
