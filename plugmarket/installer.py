@@ -152,7 +152,10 @@ class Installer:
             InstallError: a generation file is damaged.
         """
         kept = []
+        current = self._current_or_none()
         for number in self.gens.numbers():
+            if current is not None and number > current:  # being written: not committed
+                break
             if self.gens.path(number).exists():  # not pruned meanwhile
                 kept.append(self.gens.read(number))
         return kept
@@ -358,9 +361,10 @@ class Installer:
         Independent waits overlap, each rename still waiting for all it relies
         on: the journal's fsyncs run while the first artifact downloads; each
         artifact is unpacked in a temporary store folder while the next one
-        downloads; the new entries, the store folder, the generation file and
-        the staged ``current`` are fsynced in one batch; the generation
-        folder's fsync runs during the live swap.
+        downloads; the new entries, the store folder, the generation file (written
+        in place, under a number nothing reads yet), its folder and the staged
+        ``current`` are fsynced in one batch, before the live swap and before
+        ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
@@ -395,16 +399,13 @@ class Installer:
                 folders += entry_folders
             generation = Generation(new_number, build(), parent=parent, reason=reason)
             files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
-            durable.sync_all(files, folders)
+            durable.sync_all(files, [*folders, self.gens.folder])
             faults("generation-temp-written")
             self.gens.publish(new_number)
             faults("generation-written")
-            started.append(durable.submit(self.gens.sync_folder))
             if live is not None:
                 live.sync(generation, self.files)
                 swapped = True
-            durable.gather(started[-1:])
-            if live is not None:
                 faults("live-swapped")
             faults("current-temp-written")
             self.gens.publish_switch()

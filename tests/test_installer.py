@@ -77,6 +77,21 @@ def test_install_records_what_the_artifact_says_and_what_was_granted(
     assert _installer(home).current() == inst.current() == inst.generations()[-1]
 
 
+def test_readers_skip_a_generation_file_a_transaction_is_still_writing(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    first = inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="install alpha")
+    # The next generation is written in place before current names it: half of it here.
+    (home / "generations" / "2.json").write_bytes(b'{"format": 1, "number": 2, "plug')
+    assert _installer(home).generations() == [first] and _installer(home).current() == first
+    # A transaction that died there is undone by recovery, which removes the file.
+    journal.write(home, journal.Journal.begin("install", 1, 2), durable=False)
+    recovered = _installer(home)
+    assert "undid" in recovered.recovered and not (home / "generations" / "2.json").exists()
+    assert recovered.check().problems == ()
+
+
 def test_update_keeps_the_enabled_flag_and_uninstall_keeps_the_artifact_for_rollback(
     home: Path, arts: dict[str, Artifact]
 ) -> None:

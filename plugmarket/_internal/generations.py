@@ -6,13 +6,16 @@ no ``current`` is on generation 0, the empty set. Each generation file is
 
 Invariants:
 
-- Every file here is written to a temporary file beside it (``.<name>.tmp``),
-  fsynced, and renamed over its final name, and the folder is fsynced after
-  the rename and before anything relies on the new name: a reader sees the
-  old file or the new one, never a mix. (The installer's commit runs the
-  generation folder's fsync while it swaps the live plugins, and renames
-  ``current`` only once that fsync has returned.) Temporary names are fixed,
-  since only the lock holder writes.
+- ``current`` is written to a temporary file beside it (``.current.tmp``),
+  fsynced, and renamed over it, and the home is fsynced after the rename: a
+  reader sees the old number or the new one, never a mix. Temporary names are
+  fixed, since only the lock holder writes.
+- A generation file is written once, in place, under a number above every
+  file in the folder, and fsynced with the folder before ``current`` names
+  it; until then nothing reads it (readers follow ``current``, and
+  :meth:`Generations.numbers` callers skip numbers above it), and a crash
+  leaves a file newer than ``current``, which recovery removes.
+  (:meth:`Generations.write` still writes through a temporary name.)
 - A generation file is written before ``current`` names it, and is never
   rewritten; history only grows, so the current generation is always the
   newest. A generation file newer than ``current`` belongs to a transaction
@@ -183,43 +186,51 @@ class Generations:
         write_atomic(self.current_file, f"{number}\n".encode(), fault=fault, label="current")
 
     # The installer's commit in steps, so that independent fsyncs overlap:
-    # stage (temporary file) -> the caller fsyncs it -> publish (rename) ->
-    # sync_folder, for the generation file; stage_switch -> the caller fsyncs
-    # it -> publish_switch (rename, fsync the home) for ``current``.
+    # stage (the generation's file, under its final name) -> the caller fsyncs
+    # it and the folder, with the rest of its batch -> publish; stage_switch ->
+    # the caller fsyncs it -> publish_switch (rename, fsync the home) for ``current``.
 
     def stage(self, generation: Generation) -> Path:
-        """Write a generation's file under its temporary name, not fsynced; not visible yet.
+        """Write a new generation's file, not fsynced; ``current`` does not name it yet.
+
+        It is written in place, not renamed: the number is new (above every
+        file here), so nothing reads it until ``current`` names it, and
+        ``current`` is switched only after this file and :attr:`folder` are
+        fsynced. Until then a crash leaves a file newer than ``current``,
+        which recovery removes whatever it holds.
 
         Returns:
-            The temporary file, for the caller to fsync before :meth:`publish`.
+            The file, for the caller to fsync (with :attr:`folder`) before :meth:`publish`.
 
         Raises:
-            OSError: the folder cannot be written.
+            OSError: the folder cannot be written, or the file exists already.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(generation.number)
         data = encode_generation(generation)
-        tmp = write_temp(self.path(generation.number), data, sync=False)
-        # What publish renames is what was encoded: read back as the value it came from.
+        try:
+            with open(path, "xb") as out:
+                out.write(data)
+        except FileNotFoundError:  # the home's first generation
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(path, "xb") as out:
+                out.write(data)
+        # What is cached is what was encoded: read back as the value it came from.
         self._staged[generation.number] = (len(data), generation)
-        return tmp
+        return path
 
     def publish(self, number: int) -> None:
-        """Rename generation ``number``'s staged file into place (the folder is not fsynced).
+        """Take generation ``number``'s staged file as written and durable (its file and
+        :attr:`folder` fsynced by the caller); it is read back from memory from now on.
 
         Raises:
-            OSError: the folder cannot be written.
+            OSError: the file cannot be read.
         """
         path = self.path(number)
-        os.replace(path.with_name(f".{path.name}.tmp"), path)
         size, generation = self._staged.pop(number, (-1, None))
         if generation is not None:
             st = os.stat(path)
             if st.st_size == size:
                 self._cache[number] = ((st.st_ino, st.st_mtime_ns, st.st_size), generation)
-
-    def sync_folder(self) -> None:
-        """fsync the generations folder, so a published file's name survives a power cut."""
-        fsync_dir(self.folder)
 
     def stage_switch(self, number: int) -> Path:
         """Write ``current``'s new contents under its temporary name, not fsynced.
