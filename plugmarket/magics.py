@@ -229,13 +229,14 @@ class PluginMagics(Magics):
             return None
         from IPython.display import display
 
-        _untyped(display)(plan)
-        print(f"Nothing changed yet. To apply this plan, run:\n    {command} --yes")
-        if self.buttons:
+        if self.buttons:  # the dialog shows the plan itself, with Confirm and Cancel
             from plugmarket.widgets import ConsentDialog
 
             self.dialog = ConsentDialog(plan, lambda: act(True))
             _untyped(display)(self.dialog)
+        else:
+            _untyped(display)(plan)
+        print(f"Nothing changed yet. To apply this plan, run:\n    {command} --yes")
         return None
 
 

@@ -153,6 +153,10 @@ class ConsentDialog(w.VBox):  # type: ignore[misc]
             layout=w.Layout(border="1px solid #e0a800", padding="4px"),
         )
 
+    def __repr__(self) -> str:
+        # What a front end without widgets (or a saved notebook) shows instead.
+        return f"{self.plan}\n[Confirm] [Cancel]"
+
     def confirm(self) -> None:
         """Apply the plan and show what happened (or why it failed) in words."""
         if not self._start():
