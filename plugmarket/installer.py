@@ -14,9 +14,9 @@ next generation's file -> swap the live plugins (when asked) -> switch
 ``current`` (temp + fsync + rename) -> prune old generations and collect
 unreferenced store entries -> remove the journal. History only grows: a
 rollback is a new generation holding an older set. Waits that do not depend
-on each other overlap (the journal's fsyncs with the downloads, unpacking with
-the next download, the last fsyncs with the live swap); every rename still
-waits for all it relies on (docs/decisions/0008-transactions.md).
+on each other overlap (the journal's fsyncs with the downloads and unpacking,
+the fsyncs of everything the generation relies on with each other); every
+rename still waits for all it relies on (docs/decisions/0008-transactions.md).
 
 Invariants:
 
@@ -40,7 +40,6 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager, contextmanager
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -359,12 +358,11 @@ class Installer:
         """Steps 2-9 of a transaction (docs/decisions/0008-transactions.md).
 
         Independent waits overlap, each rename still waiting for all it relies
-        on: the journal's fsyncs run while the first artifact downloads; each
-        artifact is unpacked in a temporary store folder while the next one
-        downloads; the new entries, the store folder, the generation file (written
-        in place, under a number nothing reads yet), its folder and the staged
-        ``current`` are fsynced in one batch, before the live swap and before
-        ``current`` is renamed.
+        on: the journal's fsyncs run while the artifacts download and are
+        unpacked into temporary store folders (without fsyncs); the new entries,
+        the store folder, the generation file (written in place, under a number
+        nothing reads yet), its folder and the staged ``current`` are fsynced in
+        one batch, before the live swap and before ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
@@ -377,20 +375,20 @@ class Installer:
         try:
             journaled = self._start_journal(entry.at("store" if needed else "generation"), faults)
             started.append(journaled)
-            staging: list[Future[Staged]] = []
+            staging: list[Staged] = []
             for sha, item in needed.items():
                 fetching = True
                 data = self._download(item, cast("Callable[[PlanItem], bytes]", fetch))
                 fetching = False
                 name, where = artifact_name(item.url, data, item.id), item.url or item.id
-                stage = partial(self.store.stage, sha, data, name, where=where, sync=False)
-                staging.append(durable.submit(stage))
-                started.append(staging[-1])
+                # Here, not on a job thread: with nothing to fsync, unpacking is all
+                # Python, and a second thread only fights the downloads for the GIL.
+                staging.append(self.store.stage(sha, data, name, where=where, sync=False))
             durable.gather([journaled])
             faults("journal-written")
             files: list[Path] = []
             folders: list[Path] = [self.store.root] if needed else []
-            for i, staged in enumerate(durable.gather(staging), 1):
+            for i, staged in enumerate(staging, 1):
                 faults(f"artifact-unpacked:{i}")
                 self.store.place(staged)
                 faults(f"artifact-stored:{i}")
