@@ -11,10 +11,11 @@ for the disk with the GIL released, so :func:`sync_all` runs a batch of them
 concurrently on a process-wide pool of :data:`SYNC_THREADS` threads and
 returns only when every one has finished. The order the argument needs comes
 from waiting for a whole batch before the next step, never from the order
-inside a batch. The installer runs larger jobs (the journal's fsyncs,
-unpacking an artifact) on a second pool of :data:`JOB_THREADS` threads
-(:func:`submit`, :func:`gather`), so they overlap its downloads and the live
-swap.
+inside a batch. The installer runs jobs that mostly wait for the disk (the
+journal's fsyncs) on a second pool of :data:`JOB_THREADS` threads
+(:func:`submit`, :func:`gather`), so they overlap its downloads. Work that is
+all Python (unpacking) stays on the caller's thread: on another thread it only
+contends for the GIL, and each hand-off waits for a core on a busy machine.
 
 Code that writes many files for one batch (the store unpacking an artifact)
 runs under :func:`deferred`: on that thread, :func:`fsync_dir` and
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 SYNC_THREADS = 8  # concurrent fsyncs; each waits for the disk, without the GIL
-JOB_THREADS = 4  # concurrent jobs (journal, unpacking): more only contend for the GIL
+JOB_THREADS = 4  # concurrent jobs (the journal's fsyncs); Python-heavy work stays inline
 
 T = TypeVar("T")
 
