@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.demo import unload_all
 from tests.support.httpserver import LoopbackServer
 from tests.support.registry import Clients, TestRegistry, make_registry
 from tests.support.shell import real_shell
@@ -77,3 +78,10 @@ def clients() -> Iterator[Clients]:
     made = Clients()
     yield made
     made.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_plugin_left_loaded() -> Iterator[None]:
+    """Whatever a test loaded into this process is unloaded after it, dependents first."""
+    yield
+    unload_all()

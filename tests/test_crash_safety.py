@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,13 +117,6 @@ def scenario(name: str, a: dict[str, Artifact]) -> Scenario:
     assert name == "gc"
     setup = [Plan("i", (gamma.add(),)), Plan("u", (remove("gamma", "1.0"), alpha.add()))]
     return Scenario([*setup, Plan("i", (beta.add(),))], "gc", keep=2)
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    for plugin in reversed(list(loader.loaded().values())):
-        loader.unload(plugin)
 
 
 def _prepare(home: Path, sc: Scenario) -> Generation:

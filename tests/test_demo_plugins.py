@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -43,12 +43,6 @@ USES = {
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return Settings(home=home)
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    unload_all()
 
 
 class Shown:

@@ -30,12 +30,6 @@ from tests.support.demo import BUILD_SCRIPT, DEMO_PLUGINS, DEMO_REGISTRY, unload
 PUBLIC_KEY = DEMO_REGISTRY / "demo.pub"
 
 
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    unload_all()
-
-
 @pytest.fixture(scope="module")
 def script() -> Iterator[ModuleType]:
     """scripts/build_demo_registry.py as a module (dataclasses need it in sys.modules)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from plugmarket import loader
 from plugmarket.errors import CapabilityDenied, LoadError
 from plugmarket.host import PlainHost
 from plugmarket.loader import LoadedPlugin, load, unload
@@ -18,13 +17,6 @@ from plugmarket.settings import Settings
 from plugmarket.sources import Source
 from tests.support.httpserver import LoopbackServer
 from tests.support.plugins import write_plugin
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    for plugin in list(loader.loaded().values()):
-        unload(plugin)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import sqlite3
 import tempfile
 import textwrap
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,7 @@ import pytest
 from plugmarket import loader
 from plugmarket.errors import CapabilityDenied, LoadError
 from plugmarket.host import IPythonHost
-from plugmarket.loader import unload
 from tests.support.probes import load_probe, probe_denied, run_probe
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    for plugin in list(loader.loaded().values()):
-        unload(plugin)
 
 
 @pytest.fixture

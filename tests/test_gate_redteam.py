@@ -24,12 +24,11 @@ import tempfile
 import textwrap
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from plugmarket import loader
 from plugmarket.errors import CapabilityDenied
 from plugmarket.host import IPythonHost, PlainHost
 from plugmarket.loader import load, unload
@@ -40,18 +39,6 @@ from tests.support.plugins import write_plugin
 from tests.support.probes import load_probe, probe_denied, run_probe
 
 assert ctypes.CDLL  # the host uses ctypes itself
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    while loader.loaded():
-        for plugin_id, plugin in list(loader.loaded().items()):
-            users = [
-                p for p in loader.loaded().values() if plugin_id in p.manifest.requirement_ids()
-            ]
-            if not users:
-                unload(plugin)
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from plugmarket import loader
 from plugmarket.host import PlainHost
 from plugmarket.loader import load, unload
 from plugmarket.settings import Settings
@@ -25,13 +23,6 @@ from tests.support.plugins import write_plugin
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return Settings(home=home, activation_timeout=5.0)
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    for plugin in list(loader.loaded().values()):
-        unload(plugin)
 
 
 def _plain_twin(pkg: Path, where: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:

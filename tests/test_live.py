@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,6 @@ def _hello(version: str, *, broken: bool = False) -> str:
     if broken:
         code += "    raise RuntimeError('version 2 cannot start')\n"
     return code
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    for plugin in reversed(list(loader.loaded().values())):
-        loader.unload(plugin)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,6 @@ from tests.support.plugins import write_plugin
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return Settings(home=home, activation_timeout=2.0)
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    # Dependents first, so that no plugin is left behind for the next test.
-    while loader.loaded():
-        for plugin_id, plugin in list(loader.loaded().items()):
-            users = [
-                p for p in loader.loaded().values() if plugin_id in p.manifest.requirement_ids()
-            ]
-            if not users:
-                unload(plugin)
 
 
 def _user_modules() -> set[str]:

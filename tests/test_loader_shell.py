@@ -4,13 +4,10 @@ plugin dependency from a package index on 127.0.0.1."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from plugmarket import loader
 from plugmarket.host import IPythonHost
 from plugmarket.loader import load, unload
 from plugmarket.settings import Settings
@@ -22,13 +19,6 @@ from tests.support.simpleindex import Link, html_page, serve
 from tests.support.wheels import sha256_file
 
 PUBLISHED = Path(__file__).parent / "data" / "wheels" / "more_itertools-11.2.1-py3-none-any.whl"
-
-
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    for plugin in reversed(list(loader.loaded().values())):
-        unload(plugin)
 
 
 def test_unload_leaves_the_shell_exactly_as_it_was(shell: Any, tmp_path: Path, home: Path) -> None:

@@ -20,18 +20,6 @@ from plugmarket.host import PlainHost
 from plugmarket.marketplace import Marketplace
 
 
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    while loader.loaded():
-        for plugin_id, plugin in list(loader.loaded().items()):
-            users = [
-                p for p in loader.loaded().values() if plugin_id in p.manifest.requirement_ids()
-            ]
-            if not users:
-                loader.unload(plugin)
-
-
 @pytest.fixture
 def host() -> PlainHost:
     return PlainHost()

@@ -9,17 +9,16 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from plugmarket import loader
 from plugmarket._internal.records import AuditLog, Stats
 from plugmarket.errors import CapabilityDenied, PlugmarketError
 from plugmarket.host import PlainHost
-from plugmarket.loader import load, unload
+from plugmarket.loader import load
 from plugmarket.results import AuditEntries, AuditEntry, PluginChange, PluginStats, StatsTable
 from plugmarket.settings import Settings
 from plugmarket.sources import Source
@@ -177,14 +176,6 @@ def test_unwritable_home_is_a_plugmarket_error(tmp_path: Path) -> None:
 # --- audit log: capability denials --------------------------------------------------------
 
 
-@pytest.fixture
-def _unload_all() -> Iterator[None]:
-    yield
-    for plugin in list(loader.loaded().values()):
-        unload(plugin)
-
-
-@pytest.mark.usefixtures("_unload_all")
 def test_denials_from_a_real_plugin_are_logged(tmp_path: Path, home: Path) -> None:
     pkg = write_plugin(
         tmp_path, "snoop", "def attempt():\n    return open('/etc/hostname').read()\n"

@@ -27,18 +27,6 @@ from tests.support.httpserver import LoopbackServer
 CSV_TOOLS = {"csv-preview", "table-kit"}
 
 
-@pytest.fixture(autouse=True)
-def _unload_everything() -> Iterator[None]:
-    yield
-    while loader.loaded():
-        for plugin_id, plugin in list(loader.loaded().items()):
-            users = [
-                p for p in loader.loaded().values() if plugin_id in p.manifest.requirement_ids()
-            ]
-            if not users:
-                loader.unload(plugin)
-
-
 @pytest.fixture
 def market(home: Path, shell: Any) -> Iterator[Marketplace]:
     """A live Marketplace on the demo registry, loading plugins into a real shell."""
