@@ -527,9 +527,8 @@ class Marketplace:
             plan, fetch or self._fetch, reason=reason, live=self.live, changes=changes
         )
         self._mark_seen()
-        self._record_stats(plan, time.perf_counter() - started)
         self._changed.extend(plan.items)
-        self._record_loads(i.id for i in plan.items if i.action != "remove")
+        self._record_stats(plan, time.perf_counter() - started)
         return plan
 
     def _fetch(self, item: PlanItem) -> bytes:
@@ -651,19 +650,24 @@ class Marketplace:
         from plugmarket._internal.records import Stats
 
         live = loader.loaded()
-        stats = Stats(self.settings.home)
-        for plugin_id in plugin_ids:
-            plugin = live.get(plugin_id)
-            if plugin is not None:
-                stats.record(plugin_id, "load", seconds=plugin.load_seconds)
+        Stats(self.settings.home).record_each(
+            (pid, "load", live[pid].load_seconds) for pid in plugin_ids if pid in live
+        )
 
     def _record_stats(self, plan: Plan, seconds: float) -> None:
+        """Count the transaction, and the loads it made live here, in one write."""
+        from plugmarket import loader
         from plugmarket._internal.records import Stats
 
         events = {"add": "install", "change": "update", "remove": "uninstall"}
-        Stats(self.settings.home).record_many(
-            ((item.id, events[item.action]) for item in plan.items), seconds=seconds
-        )
+        live = loader.loaded()
+        each = [(item.id, events[item.action], seconds) for item in plan.items]
+        each += [
+            (item.id, "load", live[item.id].load_seconds)
+            for item in plan.items
+            if item.action != "remove" and item.id in live
+        ]
+        Stats(self.settings.home).record_each(each)
 
 
 def _pinned(plan: Plan, spec: Any) -> Plan:
