@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -237,6 +238,7 @@ def test_after_the_ttl_only_conditional_requests_answered_304(
 def test_revalidation_with_last_modified_when_there_is_no_etag(
     registry: TestRegistry, http_server: Serve, home: Path, clients: Clients
 ) -> None:
+    _published_an_hour_ago(registry.root)
     server = http_server(registry.root, etags=False)
     clock = Clock()
     client = clients(registry.settings(home, server.url(), cache_ttl=TTL), clock)
@@ -248,6 +250,33 @@ def test_revalidation_with_last_modified_when_there_is_no_etag(
     assert path == "/index.json"
     assert "If-Modified-Since" in headers and "If-None-Match" not in headers
     assert server.not_modified == 1
+
+
+def test_a_last_modified_in_the_seconds_of_its_date_is_not_trusted_to_revalidate(
+    registry: TestRegistry, http_server: Serve, home: Path, clients: Clients
+) -> None:
+    # A static server dates files to the second: an index published twice within
+    # one second has one Last-Modified, so "not modified" would keep the first.
+    index = registry.root / "index.json"
+    second = float(int(time.time()) + 2)  # not before the response's Date: the same second
+    os.utime(index, (second, second))
+    server = http_server(registry.root, etags=False)
+    clock = Clock()
+    client = clients(registry.settings(home, server.url(), cache_ttl=TTL), clock)
+    assert client.search("json") == []
+    registry.publish("json-viewer", "0.1.0", summary="Show JSON as a tree")
+    os.utime(index, (second + 0.5, second + 0.5))  # changed again within that second
+    server.reset_counts()
+    clock.advance(TTL + 1)
+    assert [h.id for h in client.search("json")] == ["json-viewer"]
+    assert all("If-Modified-Since" not in headers for _, _, headers in server.requests)
+
+
+def _published_an_hour_ago(root: Path) -> None:
+    """Date every file of a registry folder an hour back, as a long-published one is."""
+    then = time.time() - 3600
+    for path in root.rglob("*"):
+        os.utime(path, (then, then))
 
 
 def test_a_changed_index_is_fetched_in_full_after_the_ttl(

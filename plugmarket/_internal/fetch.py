@@ -59,7 +59,32 @@ class Fetched:
 
     @property
     def last_modified(self) -> str | None:
-        return self.headers.get("last-modified")
+        """``Last-Modified``, if it can revalidate this body; else None.
+
+        A time with one-second resolution names one version only if the file
+        was not changed again in that second. So, as RFC 7232 section 2.2.2
+        says, it is used only when the response's ``Date`` is at least a
+        second later: otherwise a file published twice within a second (a
+        static server such as ``python -m http.server``) would be answered
+        "not modified" with the first version.
+        """
+        modified = _http_time(self.headers.get("last-modified"))
+        date = _http_time(self.headers.get("date"))
+        if modified is None or date is None or date - modified < 1:
+            return None
+        return self.headers["last-modified"]
+
+
+def _http_time(value: str | None) -> float | None:
+    """An HTTP date as a POSIX timestamp (None if absent or unreadable)."""
+    if not value:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 @functools.cache
