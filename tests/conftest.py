@@ -51,6 +51,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def linked_home(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fresh PLUGMARKET_HOME of ``home``, reached through a symbolic link to it."""
+    link = tmp_path / "link"
+    link.symlink_to(home, target_is_directory=True)
+    monkeypatch.setenv("PLUGMARKET_HOME", str(link))
+    return link
+
+
+@pytest.fixture
 def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A real IPython InteractiveShell writing only under tmp_path, cleared after the test."""
     with real_shell(tmp_path, monkeypatch) as sh:

@@ -544,3 +544,18 @@ def _zip_slip_item(folder: Path) -> PlanItem:
         sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
         url=path.as_uri(),
     )
+
+
+def test_installing_from_the_demo_registry_works_in_a_home_reached_through_a_symbolic_link(
+    linked_home: Path, home: Path
+) -> None:
+    from plugmarket.marketplace import Marketplace
+
+    market = Marketplace(linked_home, live=False)
+    try:
+        market.install("units", yes=True)
+        assert {p.id: p.version for p in market.installed()} == {"units": "1.1.0"}
+    finally:
+        market.close()
+    assert [p.name for p in (home / "store").iterdir() if not p.name.startswith(".")]
+    assert Marketplace(home, live=False).installed()[0].id == "units"  # the real path reads it

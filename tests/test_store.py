@@ -215,3 +215,22 @@ def test_an_unsynced_stage_names_every_folder_and_the_record_to_fsync(tmp_path: 
     files, _ = single.to_sync(placed=False)
     assert files == [single.tmp / "entry.json", single.tmp / "tree" / "single.py"]
     store.discard(single)
+
+
+def test_an_archive_stages_and_places_in_a_home_reached_through_a_symbolic_link(
+    tmp_path: Path, linked_home: Path
+) -> None:
+    art = make_artifact(tmp_path, "linked")
+    store = _store(linked_home)
+    synced = store.stage(art.sha256, art.data, art.path.name, where="l")
+    assert synced.to_sync(placed=False) == ([], [])
+    store.discard(synced)
+    staged = store.stage(art.sha256, art.data, art.path.name, where="l", sync=False)
+    files, folders = staged.to_sync(placed=False)
+    assert sorted(files) == sorted(p for p in staged.tmp.rglob("*") if p.is_file())
+    assert folders == [staged.tmp, staged.tmp / "tree", staged.tmp / "tree" / "linked"]
+    store.discard(staged)
+    entry, created = store.put(art.sha256, art.data, art.path.name, where="l")
+    assert created and store.verify(art.sha256) is None and store.debris() == []
+    assert entry.manifest.path == str(entry.root / "linked" / "__init__.py")
+    assert (tmp_path / "home" / "store" / art.sha256 / "entry.json").is_file()

@@ -278,16 +278,12 @@ class Store:
         except OSError as exc:
             raise write_error(self.root, exc) from exc
         try:
-            # Nothing in tmp is flushed while unpacking: every file and folder under it
-            # is listed below and fsynced in one concurrent batch (here, or the caller's).
-            with deferred() as held:
+            # Nothing in tmp is flushed while unpacking: unpack_artifact writes only
+            # under tmp, and every file and folder there is listed below (from the disk,
+            # not from the fsyncs held back, which name paths since renamed) and fsynced
+            # in one concurrent batch, here or by the caller.
+            with deferred():
                 files = unpack_artifact(data, name, tmp, self.settings, where=where)
-            outside = [p for p in [*held.files, *held.folders] if not p.is_relative_to(tmp)]
-            if outside:  # not expected of unpack_artifact, but nothing goes unflushed
-                sync_all(
-                    [p for p in held.files if p in outside],
-                    [p for p in held.folders if p in outside],
-                )
             tree = tmp / TREE
             os.rename(files.root, tree)
             member = ""
