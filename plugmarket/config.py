@@ -40,14 +40,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
 from plugmarket.errors import PlugmarketError
-from plugmarket.settings import RegistryConfig, Settings, from_env
+from plugmarket.settings import RegistryConfig, Settings, _demo_registry, from_env
 
 __all__ = ["ISOLATION_MODES", "Plugmarket", "discovered_config", "load_settings"]
 
@@ -309,15 +309,7 @@ class Plugmarket(Configurable):
             "activation_timeout": self.activation_timeout,
         }
         if self.registries is not None:
-            changes["registries"] = tuple(
-                RegistryConfig(
-                    url=r["url"],
-                    name=r.get("name", ""),
-                    trusted_keys=tuple(r.get("trusted_keys", ())),
-                    priority=r.get("priority", 0),
-                )
-                for r in self.registries
-            )
+            changes["registries"] = _registry_configs(self.registries)
         if self.home:
             changes["home"] = Path(self.home).expanduser()
         settings = from_env(environ, home=home, registry=registry, base=Settings(**changes))
@@ -418,16 +410,17 @@ def _check_registry_url(where: str, url: object) -> None:
 
 # --- reading and changing settings at run time (``%plugin config``) ------------------------
 
-#: Settings ``%plugin config KEY VALUE`` may change in a running kernel. The home
-#: (and so the installed set) and the capability cap are fixed for a process's life.
+#: Settings ``%plugin config KEY VALUE`` may change in a running kernel: each is read
+#: again on the next operation. The home (and so the installed set), the capability cap
+#: and the isolation mode are fixed for a process's life; ``enabled`` is read when the
+#: extension loads and ``auto_update`` by whoever runs updates, so both are set in the
+#: configuration instead.
 RUNTIME_KEYS = (
-    "enabled",
     "cache_ttl",
     "require_signature",
     "allowed_origins",
     "max_plugin_size",
     "offline",
-    "auto_update",
     "channel",
     "activation_timeout",
     "registry",
@@ -481,27 +474,37 @@ def describe_settings(settings: Settings, only: str | None = None) -> SettingsVi
 def change_setting(settings: Settings, key: str, text: str) -> Settings:
     """``settings`` with ``key`` set from ``text``, checked as the config file's trait is.
 
-    ``registry`` replaces the registries with one URL or folder (trusted with
-    ``PLUGMARKET_TRUSTED_KEYS``, as the environment variable does).
+    A list setting (``allowed_origins``) takes comma-separated items; an empty
+    text or ``none`` empties it. ``registry`` replaces the registries with one URL
+    or folder: a registry the configuration names (or the demo registry shipped
+    with plugmarket) keeps its configured name and trusted keys; any other is
+    trusted with ``PLUGMARKET_TRUSTED_KEYS``, as the environment variable is.
 
     Raises:
         PlugmarketError: the key cannot be changed at run time, or the value is invalid.
     """
     if key not in RUNTIME_KEYS:
+        configured = key in Plugmarket.class_traits(config=True)
         raise PlugmarketError(
-            f"{key!r} cannot be changed in a running kernel",
-            hint=f"These can: {', '.join(RUNTIME_KEYS)}. Set the others in ipython_config.py "
-            "(c.Plugmarket.<name>) or the environment, then restart the kernel.",
+            f"{key!r} cannot be changed in a running kernel"
+            + ("" if configured else ": there is no such setting"),
+            hint=f"These can: {', '.join(RUNTIME_KEYS)}. Set "
+            + (f"c.Plugmarket.{key}" if configured else "the others")
+            + " in ipython_config.py (or the environment), then restart the kernel.",
         )
     if key == "registry":
-        keys = os.environ.get("PLUGMARKET_TRUSTED_KEYS", "")
-        _check_registry_url("registry", text)
-        return from_env({"PLUGMARKET_TRUSTED_KEYS": keys}, registry=text, base=settings)
-    traits = Plugmarket.class_traits()
-    trait = traits[key]
+        return settings.replace(registries=(_runtime_registry(settings, text),))
+    trait = Plugmarket.class_traits()[key]
     holder = Plugmarket()
+    value: Any
     try:
-        value = trait.from_string(text)
+        if isinstance(trait, List):
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            if [i.lower() for i in items] == ["none"]:
+                items = []
+            value = [trait.item_from_string(item) for item in items]
+        else:
+            value = trait.from_string(text)
         setattr(holder, key, value)  # runs the trait's checks
     except (TraitError, ValueError, SyntaxError) as exc:
         raise PlugmarketError(
@@ -510,3 +513,58 @@ def change_setting(settings: Settings, key: str, text: str) -> Settings:
         ) from None
     checked = getattr(holder, key)
     return settings.replace(**{key: tuple(checked) if isinstance(checked, list) else checked})
+
+
+def _runtime_registry(settings: Settings, text: str) -> RegistryConfig:
+    """The registry ``%plugin config registry TEXT`` means: a configured one if it names one."""
+    try:
+        _check_registry_url("registry", text)
+    except TraitError as exc:
+        raise PlugmarketError(
+            str(exc).replace("registry.url is", "registry cannot be", 1),
+            hint="Give an https:// or http:// URL, a file:// URL, or a registry folder.",
+        ) from None
+    for known in (*settings.registries, *_configured_registries(), _demo_registry()):
+        if _same_registry(known.url, text):
+            return known
+    keys = os.environ.get("PLUGMARKET_TRUSTED_KEYS", "")
+    return RegistryConfig(
+        url=text, trusted_keys=tuple(k.strip() for k in keys.split(",") if k.strip())
+    )
+
+
+def _configured_registries() -> tuple[RegistryConfig, ...]:
+    """The registries the configuration names (the environment aside), or none if unreadable."""
+    try:
+        registries = Plugmarket(config=discovered_config()).registries
+    except (TraitError, PlugmarketError):
+        return ()  # the kernel already reported it when the extension loaded
+    return () if registries is None else _registry_configs(registries)
+
+
+def _registry_configs(registries: list[dict[str, Any]]) -> tuple[RegistryConfig, ...]:
+    return tuple(
+        RegistryConfig(
+            url=r["url"],
+            name=r.get("name", ""),
+            trusted_keys=tuple(r.get("trusted_keys", ())),
+            priority=r.get("priority", 0),
+        )
+        for r in registries
+    )
+
+
+def _same_registry(a: str, b: str) -> bool:
+    """Whether two registry URLs or folders name the same registry."""
+    a, b = (_local_path(a) or a, _local_path(b) or b)
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _local_path(url: str) -> str | None:
+    """The folder a ``file://`` URL or a plain path names; None for a network URL."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    return unquote(parts.path) if parts.scheme == "file" else None
