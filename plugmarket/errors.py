@@ -27,6 +27,7 @@ The tree::
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -88,9 +89,43 @@ class PlugmarketError(Exception):
         return [f"{type(self).__name__}: {in_ipython_words(str(self))}"]
 
 
+#: The terminal verbs ``%plugin`` has too, so a hint naming one reads as a magic in a
+#: kernel. The publisher's verbs (``keygen``, ``build``, ``publish``, ``yank``,
+#: ``index``) are terminal only and stay as they are.
+_MAGIC_VERBS = frozenset(
+    [
+        "search",
+        "info",
+        "versions",
+        "install",
+        "update",
+        "uninstall",
+        "list",
+        "enable",
+        "disable",
+        "rollback",
+        "generations",
+        "grant",
+        "revoke",
+        "audit",
+        "rate",
+        "reviews",
+        "stats",
+        "lock",
+        "sync",
+        "check",
+        "config",
+    ]
+)
+_TERMINAL_VERB = re.compile(r"`plugmarket (?=(" + "|".join(sorted(_MAGIC_VERBS)) + r")\b)")
+
+
 def in_ipython_words(text: str) -> str:
-    """``text`` with the terminal's verbs (`` `plugmarket grant ...` ``) as magics."""
-    return text.replace("`plugmarket ", "`%plugin ")
+    """``text`` with the terminal's user verbs (`` `plugmarket grant ...` ``) as magics.
+
+    A publisher's verb (`` `plugmarket index sign` ``) has no magic and is kept.
+    """
+    return _TERMINAL_VERB.sub("`%plugin ", text)
 
 
 def _running_ipython() -> Any:
