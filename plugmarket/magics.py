@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -212,19 +213,20 @@ class PluginMagics(Magics):
 
     # --- consent ------------------------------------------------------------------------
 
-    def ask(self, act: Callable[[bool], Plan], command: str, *, yes: bool = False) -> Plan | None:
-        """Run ``act(yes)``; if it needs consent, ask for it as this shell can."""
+    def ask(self, run: Callable[..., Plan], command: str, *, yes: bool = False) -> Plan | None:
+        """``run()`` (a facade verb taking ``yes`` and ``consent``); if it needs consent,
+        ask for it as this shell can, and apply exactly the plan that was shown."""
         if yes:
-            return act(True)
+            return run(yes=True)
         try:
-            return act(False)
+            return run()
         except ConsentRequired as needed:
             plan = needed.plan
         if self.consent == "prompt":
             print(str(plan))
             answer = input("Apply this plan? [y/N] ").strip().lower()
             if answer in ("y", "yes"):
-                return act(True)
+                return run(yes=True, consent=plan)
             print("Nothing changed.")
             return None
         from IPython.display import display
@@ -232,11 +234,12 @@ class PluginMagics(Magics):
         if self.buttons:  # the dialog shows the plan itself, with Confirm and Cancel
             from plugmarket.widgets import ConsentDialog
 
-            self.dialog = ConsentDialog(plan, lambda: act(True))
+            self.dialog = ConsentDialog(plan, lambda: run(yes=True, consent=plan))
             _untyped(display)(self.dialog)
+            print(f"Nothing changed yet: click Confirm above, or run\n    {command} --yes")
         else:
             _untyped(display)(plan)
-        print(f"Nothing changed yet. To apply this plan, run:\n    {command} --yes")
+            print(f"Nothing changed yet. To apply this plan, run:\n    {command} --yes")
         return None
 
 
@@ -263,12 +266,12 @@ def _versions(m: PluginMagics, a: argparse.Namespace) -> Any:
 
 def _install(m: PluginMagics, a: argparse.Namespace) -> Any:
     command = f"%plugin install {a.id}" + (f" {a.version}" if a.version else "")
-    return m.ask(lambda yes: m.market.install(a.id, a.version, yes=yes), command, yes=a.yes)
+    return m.ask(lambda **kw: m.market.install(a.id, a.version, **kw), command, yes=a.yes)
 
 
 def _update(m: PluginMagics, a: argparse.Namespace) -> Any:
     command = " ".join(["%plugin update", *(x for x in (a.id, a.version) if x)])
-    return m.ask(lambda yes: m.market.update(a.id, a.version, yes=yes), command, yes=a.yes)
+    return m.ask(lambda **kw: m.market.update(a.id, a.version, **kw), command, yes=a.yes)
 
 
 def _uninstall(m: PluginMagics, a: argparse.Namespace) -> Any:
@@ -351,12 +354,14 @@ def _lock(m: PluginMagics, a: argparse.Namespace) -> None:
 
 def _sync(m: PluginMagics, a: argparse.Namespace) -> Any:
     if a.lockfile:
-        command = f"%plugin sync {a.lockfile}"
-        return m.ask(lambda yes: m.market.apply_lock(a.lockfile, yes=yes), command, yes=a.yes)
+        command = f"%plugin sync {shlex.quote(a.lockfile)}"
+        return m.ask(lambda **kw: m.market.apply_lock(a.lockfile, **kw), command, yes=a.yes)
     changed = m.market.sync()
     live = m.market.live
-    where = live.generation if live is not None else None
-    print(f"in step with generation {where}" + ("" if changed else " (nothing changed)"))
+    if live is None or not live.generation:
+        print("nothing is installed: nothing to load")
+    else:
+        print(f"in step with generation {live.generation}" + ("" if changed else " (no change)"))
     return None
 
 
@@ -411,7 +416,7 @@ def _define(m: PluginMagics, a: argparse.Namespace) -> Any:
         ]
     )
     return m.ask(
-        lambda yes: m.market.define(a.cell, a.id, a.version, grants=a.grant or (), yes=yes),
+        lambda **kw: m.market.define(a.cell, a.id, a.version, grants=a.grant or (), **kw),
         command,
         yes=a.yes,
     )

@@ -14,6 +14,7 @@ Registries, the installer and the records are created on first use, so a
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import socket
 import time
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugmarket._internal.installed import LOCAL
 from plugmarket.capabilities import Grants, parse_capability
 from plugmarket.errors import ConsentRequired, InstallError, ManifestError, PlugmarketError
 from plugmarket.manifest import normalize_id, validate_id
@@ -40,8 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LOCAL", "Marketplace"]
 
-#: The registry label of plugins defined in code (``%%plugin define``), not downloaded.
-LOCAL = "local"
+_log = logging.getLogger("plugmarket")
 
 ProgressFactory = Callable[[str, int], "Progress"]
 
@@ -187,12 +188,28 @@ class Marketplace:
 
     # --- changing the installed set ---------------------------------------------
 
-    def install(self, plugin_id: str, version: str | None = None, *, yes: bool = False) -> Plan:
+    def install(
+        self,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        yes: bool = False,
+        consent: Plan | None = None,
+    ) -> Plan:
         """Install a plugin (and what it requires), and make it live.
 
+        Args:
+            plugin_id: The plugin.
+            version: An exact version (default: the newest allowed).
+            yes: Consent to the plan.
+            consent: The plan the user saw and agreed to (a surface that showed a
+                ``ConsentRequired`` plan passes it back with ``yes=True``): if the
+                plan resolved now adds code or capabilities that one did not
+                show, consent is asked again.
+
         Raises:
-            ConsentRequired: the plan adds code or capabilities and ``yes`` is False;
-                its ``plan`` says what would happen.
+            ConsentRequired: the plan adds code or capabilities and ``yes`` is False
+                (or it goes beyond ``consent``); its ``plan`` says what would happen.
             ResolutionError: no consistent set of versions exists.
             PlugmarketError: a download, check, or activation failed; nothing changed.
         """
@@ -205,26 +222,37 @@ class Marketplace:
             promote = None
             if installed is not None and not installed.explicit and plan.item(wanted) is None:
                 promote = {wanted: installed.replace(explicit=True)}
-            return self._apply(plan, yes=yes, reason=f"install {requirement}", changes=promote)
+            return self._apply(
+                plan, yes=yes, consent=consent, reason=f"install {requirement}", changes=promote
+            )
 
     def update(
-        self, plugin_id: str | None = None, version: str | None = None, *, yes: bool = False
+        self,
+        plugin_id: str | None = None,
+        version: str | None = None,
+        *,
+        yes: bool = False,
+        consent: Plan | None = None,
     ) -> Plan:
         """Update one plugin (or every installed one) to the newest version it may have.
 
         An update that asks for capabilities beyond those granted needs consent
-        again; one that does not is applied at once.
+        again; one that does not is applied at once. Plugins defined in code are
+        left as they are (define them again to change them). ``consent`` is as
+        for :meth:`install`.
         """
         current = self.installer.current()
         if plugin_id is None:
-            requests = [p.id for p in current.plugins.values() if p.explicit]
+            requests = [p.id for p in current.plugins.values() if p.explicit and not _local(p)]
             upgrade: Sequence[str] | bool = True
         else:
-            self._require_installed(current, plugin_id)
+            _refuse_local(self._require_installed(current, plugin_id), "update")
             requests, upgrade = [_requirement(plugin_id, version)], [plugin_id]
         with self._operation("update", plugin_id or "all"), self.installer.locked("update"):
             plan = self._resolve(requests, operation="update", upgrade=upgrade)
-            return self._apply(plan, yes=yes, reason=f"update {plugin_id or 'all'}")
+            return self._apply(
+                plan, yes=yes, consent=consent, reason=f"update {plugin_id or 'all'}"
+            )
 
     def auto_update(self) -> Plan:
         """Apply every update that needs no new consent; skip (and say so) the others.
@@ -238,7 +266,11 @@ class Marketplace:
         applied: list[PlanItem] = []
         skipped: list[str] = []
         with self._operation("auto_update", "all"):
-            explicit = sorted(p.id for p in self.installer.current().plugins.values() if p.explicit)
+            explicit = sorted(
+                p.id
+                for p in self.installer.current().plugins.values()
+                if p.explicit and not _local(p)
+            )
             for plugin_id in explicit:
                 with self.installer.locked("auto update"):
                     if plugin_id not in self.installer.current().plugins:
@@ -279,6 +311,7 @@ class Marketplace:
         *,
         grants: Sequence[str] = (),
         yes: bool = False,
+        consent: Plan | None = None,
     ) -> Plan:
         """Install a plugin written as a string of code (``%%plugin define``), and make it live.
 
@@ -291,7 +324,9 @@ class Marketplace:
 
         Consent: the user wrote the code, so adding it needs none; the
         capabilities listed in ``grants`` are granted by naming them. Any other
-        capability it requests (its ``__plugin__`` literal's) needs ``yes``.
+        capability it requests (its ``__plugin__`` literal's), and any plugin
+        it brings from a registry, needs ``yes`` (``consent`` as for :meth:`install`).
+        With a ``__plugin__`` literal, ``version`` and ``grants`` must agree with it.
 
         Raises:
             ManifestError: the id, version, a capability or the literal is invalid.
@@ -318,6 +353,7 @@ class Marketplace:
                 hint="Make the literal's id and the id you define the same.",
             )
         requested = tuple(str(c) for c in manifest.capabilities)
+        _agrees_with_literal(plugin_id, manifest, version, named)
         with self._operation("define", plugin_id), self.installer.locked("define"):
             old = self.installer.current().plugins.get(plugin_id)
             if old is not None and old.registry != LOCAL:
@@ -350,7 +386,26 @@ class Marketplace:
             def fetch(wanted: PlanItem) -> bytes:
                 return data if wanted.id == plugin_id else self._fetch(wanted)
 
-            return self._apply(plan, yes=yes or not new, reason=f"define {plugin_id}", fetch=fetch)
+            others = Plan("define", deps.items)
+            try:
+                return self._apply(
+                    plan,
+                    yes=yes or not (new or others.needs_consent),
+                    consent=consent,
+                    reason=f"define {plugin_id}",
+                    fetch=fetch,
+                )
+            except PlugmarketError as exc:
+                denied = _denial_in(exc)
+                if denied is None or denied.plugin_id != plugin_id:
+                    raise
+                raise InstallError(
+                    f"{plugin_id} was not defined: its code needs {denied.capability!r} "
+                    f"({denied.operation} {denied.target}), which it was not granted",
+                    plugin_id=plugin_id,
+                    step="define",
+                    hint=f"Define it again with --grant {denied.capability} if you trust it.",
+                ) from exc
 
     def rollback(self) -> Generation:
         """Switch back to the previous generation (as a new one), on disk and live."""
@@ -431,8 +486,11 @@ class Marketplace:
 
         return encode_lock(self.installer.current())
 
-    def apply_lock(self, path: str | Path, *, yes: bool = False) -> Plan:
-        """Install exactly the set a lockfile names, verified by hash.
+    def apply_lock(
+        self, path: str | Path, *, yes: bool = False, consent: Plan | None = None
+    ) -> Plan:
+        """Install exactly the set a lockfile names, verified by hash
+        (``consent`` as for :meth:`install`).
 
         Raises:
             IntegrityError: a registry's artifact for a pinned version has another hash.
@@ -451,7 +509,7 @@ class Marketplace:
                 remove=extra,  # the set becomes exactly the lockfile's
             )
             plan = _pinned(plan, spec)
-            self._apply(plan, yes=yes, reason=f"apply lock {path}")
+            self._apply(plan, yes=yes, consent=consent, reason=f"apply lock {path}")
             for pinned in spec.plugins:
                 if not pinned.enabled:
                     self.disable(pinned.id)
@@ -513,7 +571,14 @@ class Marketplace:
         reason: str,
         changes: Mapping[str, InstalledPlugin] | None = None,
         fetch: Callable[[PlanItem], bytes] | None = None,
+        consent: Plan | None = None,
     ) -> Plan:
+        if consent is not None and not _covered(plan, consent):
+            raise ConsentRequired(
+                f"{plan.operation} changed since you agreed to it: {_summary(plan)}",
+                plan=plan,
+                hint="Nothing was changed. Review the new plan, then agree to it again.",
+            )
         if plan.needs_consent and not yes:
             raise ConsentRequired(
                 f"{plan.operation} needs your consent: {_summary(plan)}",
@@ -645,6 +710,10 @@ class Marketplace:
         AuditLog(self.settings.home).denial(denial, surface=self.surface)
 
     def _record_loads(self, plugin_ids: Iterable[str]) -> None:
+        with _only_warn("load statistics"):
+            self._write_loads(plugin_ids)
+
+    def _write_loads(self, plugin_ids: Iterable[str]) -> None:
         """Count a load, with its time, for each of these plugins now live here."""
         from plugmarket import loader
         from plugmarket._internal.records import Stats
@@ -655,6 +724,10 @@ class Marketplace:
         )
 
     def _record_stats(self, plan: Plan, seconds: float) -> None:
+        with _only_warn("statistics"):
+            self._write_stats(plan, seconds)
+
+    def _write_stats(self, plan: Plan, seconds: float) -> None:
         """Count the transaction, and the loads it made live here, in one write."""
         from plugmarket import loader
         from plugmarket._internal.records import Stats
@@ -668,6 +741,93 @@ class Marketplace:
             if item.action != "remove" and item.id in live
         ]
         Stats(self.settings.home).record_each(each)
+
+
+@contextmanager
+def _only_warn(what: str) -> Iterator[None]:
+    """Statistics are a convenience: failing to write them, after a committed
+    operation, is logged instead of reported as the operation's failure."""
+    try:
+        yield
+    except PlugmarketError as exc:
+        _log.warning("plugmarket: could not record %s: %s", what, exc)
+
+
+def _local(plugin: InstalledPlugin) -> bool:
+    return plugin.registry == LOCAL
+
+
+def _refuse_local(plugin: InstalledPlugin, operation: str) -> None:
+    if _local(plugin):
+        raise InstallError(
+            f"{plugin.id} was defined in code; no registry carries it to {operation} from",
+            plugin_id=plugin.id,
+            step=operation,
+            hint=f"Change its code and run `%%plugin define {plugin.id}` again.",
+        )
+
+
+def _covered(plan: Plan, shown: Plan) -> bool:
+    """Whether every addition and new capability of ``plan`` was in the plan shown."""
+    for item in plan.items:
+        if not (item.action == "add" or item.new_capabilities):
+            continue
+        seen = shown.item(item.id)
+        if seen is None or (seen.action, seen.new_version) != (item.action, item.new_version):
+            return False
+        if not set(item.new_capabilities) <= set(seen.new_capabilities):
+            return False
+    return True
+
+
+def _denial_in(exc: BaseException) -> Any:
+    """The capability denial behind ``exc`` (its chain of causes), if there is one."""
+    from plugmarket.errors import CapabilityDenied
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, CapabilityDenied):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _agrees_with_literal(
+    plugin_id: str, manifest: Any, version: str | None, named: Sequence[str]
+) -> None:
+    """With a ``__plugin__`` literal in the code, ``--version`` and ``--grant`` must match it."""
+    where = f"code:{plugin_id}"
+    if version is not None and manifest.version != _version_or_none(version):
+        raise ManifestError(
+            f"{where}: the code's __plugin__ literal says version {manifest.version}, "
+            f"but it was defined as {version}",
+            path=where,
+            field="version",
+            found=version,
+            allowed=str(manifest.version),
+            hint="Change the version in the literal, or leave --version out.",
+        )
+    requested = Grants(str(c) for c in manifest.capabilities)
+    extra = [c for c in named if not requested.covers(parse_capability(c))]
+    if extra:
+        raise ManifestError(
+            f"{where}: --grant {', '.join(extra)} is not among the capabilities its "
+            "__plugin__ literal requests",
+            path=where,
+            field="capabilities",
+            found=extra,
+            allowed=", ".join(str(c) for c in manifest.capabilities) or "none",
+            hint="Add it to the literal's capabilities, or leave that --grant out.",
+        )
+
+
+def _version_or_none(text: str) -> Any:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 def _pinned(plan: Plan, spec: Any) -> Plan:

@@ -33,7 +33,7 @@ import resolvelib
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from plugmarket._internal.installed import Generation, InstalledPlugin
+from plugmarket._internal.installed import LOCAL, Generation, InstalledPlugin
 from plugmarket._internal.registry_format import VersionInfo
 from plugmarket._internal.resolution_provider import (
     ANONYMOUS,
@@ -240,11 +240,14 @@ def resolve(
             )
     staying = {pid: p for pid, p in current.items() if pid not in removed}
     movable = set(staying) if upgrade is True else {normalize_id(u) for u in upgrade or ()}
+    # A plugin defined in code keeps its code: no registry's plugin of that id replaces it.
+    local = {pid for pid, p in staying.items() if p.registry == LOCAL}
+    movable -= local
     provider = PluginProvider(
         catalog,
         _policy(settings),
         installed=staying,
-        locked=frozenset(set(staying) - movable - set(asked)),
+        locked=frozenset((set(staying) - movable - set(asked)) | local),
         upgrade=frozenset(movable & set(staying)),
         removed=frozenset(removed),
     )

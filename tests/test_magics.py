@@ -341,7 +341,10 @@ def test_define_without_the_capability_it_uses_fails_in_one_line_and_installs_no
     ip.run_cell(f"%%plugin define greeter\n{GREETER.format(word='hi')}")
     out = capsys.readouterr()
     shown = out.out + out.err
-    assert "ipython.magics" in shown and "%plugin grant greeter ipython.magics" in shown
+    assert shown.startswith(
+        "InstallError: greeter was not defined: its code needs 'ipython.magics'"
+    )
+    assert "Define it again with --grant ipython.magics" in shown
     assert "Traceback" not in shown
     assert installed(home) == {}
     assert "greet" not in line_magics(ip)
@@ -443,3 +446,60 @@ def test_a_denial_from_a_plugins_own_magic_is_one_line_naming_the_magic_to_grant
     ip.run_cell(f"%peek {secret}")
     out = capsys.readouterr()
     assert "Traceback" in out.out + out.err and "read_text" in out.out + out.err
+
+
+def test_define_brings_registry_plugins_only_with_consent(
+    ip: Any, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = '__plugin__ = {"id": "mine", "version": "1.0", "requires": ["http-get"]}\n'
+    code += "def activate(ctx):\n    pass\n"
+    assert ip.run_cell_magic("plugin", "define mine", code) is None
+    out = capsys.readouterr().out
+    assert "add http-get 1.0.0" in out and "net:api.github.com" in out
+    assert installed(home) == {}
+    ip.run_cell_magic("plugin", "define mine --yes", code)
+    assert installed(home) == {"http-get": "1.0.0", "mine": "1.0"}
+
+
+def test_define_refuses_a_version_or_grant_its_literal_does_not_say(ip: Any, home: Path) -> None:
+    code = '__plugin__ = {"id": "mine", "version": "1.0", "capabilities": ["display"]}\n'
+    code += "def activate(ctx):\n    pass\n"
+    with pytest.raises(PluginCommandError, match=r"literal says version 1\.0"):
+        ip.run_cell_magic("plugin", "define mine --version 2.0", code)
+    with pytest.raises(PluginCommandError, match=r"--grant fs\.read is not among"):
+        ip.run_cell_magic("plugin", "define mine --grant fs.read", code)
+    assert installed(home) == {}
+
+
+def test_updates_leave_a_plugin_defined_in_code_alone(ip: Any, home: Path) -> None:
+    code = "def activate(ctx):\n    pass\n"
+    ip.run_cell_magic("plugin", "define todo --version 0.1", code)  # an id the registry has
+    assert plugin(ip, "update --yes").empty
+    assert magics(ip).market.auto_update().empty
+    assert installed(home) == {"todo": "0.1"}
+    with pytest.raises(PluginCommandError, match="was defined in code"):
+        plugin(ip, "update todo --yes")
+
+
+def test_confirm_applies_only_the_plan_that_was_shown(ip: Any, home: Path) -> None:
+    from plugmarket.errors import ConsentRequired
+    from plugmarket.plan import Plan
+
+    market = magics(ip).market
+    with pytest.raises(ConsentRequired) as asked:
+        market.install("units", "1.0.0")
+    shown = asked.value.plan
+    # What the user agreed to was units 1.0.0; the plan now resolved is 1.1.0.
+    with pytest.raises(ConsentRequired, match="changed since you agreed"):
+        market.install("units", yes=True, consent=shown)
+    assert installed(home) == {}
+    narrower = Plan("install", tuple(i for i in shown.items if i.id != "units"))
+    with pytest.raises(ConsentRequired):
+        market.install("units", "1.0.0", yes=True, consent=narrower)
+    market.install("units", "1.0.0", yes=True, consent=shown)
+    assert installed(home) == {"units": "1.0.0"}
+
+
+def test_sync_with_nothing_installed_says_so(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin(ip, "sync")
+    assert capsys.readouterr().out == "nothing is installed: nothing to load\n"

@@ -288,3 +288,15 @@ def test_a_lockfile_keeps_which_plugins_came_as_dependencies(
     }
     fresh.uninstall("csv-preview")
     assert fresh.installed() == []
+
+
+def test_statistics_that_cannot_be_written_do_not_fail_a_committed_install(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (home / "stats.json").mkdir()  # where the statistics go cannot be written
+    market = Marketplace(home, live=False)
+    plan = market.install("units", yes=True)
+    assert plan.item("units") is not None
+    assert [p.id for p in market.installed()] == ["units"]
+    assert market.audit(1)[0].result == "ok"
+    assert "could not record statistics" in caplog.text

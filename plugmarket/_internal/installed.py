@@ -24,6 +24,7 @@ from plugmarket.errors import InstallError
 
 __all__ = [
     "FORMAT",
+    "LOCAL",
     "Generation",
     "InstalledPlugin",
     "decode_generation",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 FORMAT = 1
+#: The registry label of a plugin defined in code (``%%plugin define``): no registry
+#: carries it, so resolution never replaces it with a registry's plugin of that id.
+LOCAL = "local"
 
 
 @dataclass(frozen=True)
