@@ -364,3 +364,105 @@ def test_relative_imports_cannot_climb_out_of_the_plugins_package(
         files={"helpers.py": "ANSWER = 42"},
     )
     assert load(Source.local(inside)).module.ANSWER == 42
+
+
+def _refused_relative_imports(tmp_path: Path, attempts: dict[str, str]) -> None:
+    """Each attempt, as a plugin's code, fails to load with the relative-import refusal."""
+    from plugmarket import load
+    from plugmarket.sources import Source
+    from tests.support.plugins import write_plugin
+
+    for what, code in attempts.items():
+        folder = write_plugin(tmp_path / what.replace(" ", "_"), "climber", code)
+        with pytest.raises(LoadError) as failed:
+            load(Source.local(folder))
+        assert isinstance(failed.value.__cause__, ImportError), what
+        assert "relative imports stay inside the plugin's own package" in str(failed.value), what
+        assert "climber" not in loader.loaded()
+
+
+def test_globals_whose_get_lies_about_the_package_cannot_climb_out(tmp_path: Path) -> None:
+    lying = """
+    class Lying(dict):
+        def get(self, key, default=None):
+            return __name__ if key == "__package__" else dict.get(self, key, default)
+    """
+    _refused_relative_imports(
+        tmp_path,
+        {
+            "dict subclass": lying
+            + "__import__('loader', Lying(__package__='plugmarket'), None, ['x'], 1)",
+            "not a dict": "import types\n__import__('loader', "
+            "types.MappingProxyType({'__package__': 'plugmarket'}), None, ['x'], 1)",
+        },
+    )
+
+
+def test_globals_whose_get_lies_after_the_check_cannot_reach_another_plugin(
+    tmp_path: Path,
+) -> None:
+    from plugmarket import load
+    from plugmarket.sources import Source
+    from tests.support.plugins import write_plugin
+
+    write_plugin(tmp_path, "other", "VALUE = 'other'")
+    load(Source.local(tmp_path / "other" / "other"))
+    # The dict's own items pass the check; its get names the plugins' common parent.
+    code = """
+    class Spec:
+        parent = "plugmarket.plugins"
+    class Lying(dict):
+        def get(self, key, default=None):
+            return {"__package__": Spec.parent, "__spec__": Spec}.get(key, default)
+    here = Lying(__package__=__name__, __spec__=__spec__)
+    REACHED = __import__("other", here, None, ["VALUE"], 1).__name__
+    """
+    folder = write_plugin(tmp_path / "liar", "climber", code)
+    with pytest.raises(LoadError) as failed:  # what the dict holds is read: climber.other
+        load(Source.local(folder))
+    assert isinstance(failed.value.__cause__, ModuleNotFoundError)
+    assert failed.value.__cause__.name == "plugmarket.plugins.climber.other"
+
+
+def test_a_package_name_that_is_a_str_subclass_is_refused_without_running_its_code(
+    tmp_path: Path,
+) -> None:
+    shown_inside = """
+    class Name(str):
+        def __str__(self):
+            return __name__
+    """
+    runs = """
+    class Name(str):
+        def __str__(self):
+            raise RuntimeError("the gate ran the plugin's code")
+    """
+    attempt = "__import__('loader', {'__package__': Name('plugmarket')}, None, ['x'], 1)"
+    _refused_relative_imports(
+        tmp_path,
+        {"str shows the plugin": shown_inside + attempt, "str runs": runs + attempt},
+    )
+
+
+def test_importlib_import_module_keeps_relative_names_inside_the_plugins_package(
+    tmp_path: Path,
+) -> None:
+    from plugmarket import load
+    from plugmarket.sources import Source
+    from tests.support.plugins import write_plugin
+
+    _refused_relative_imports(
+        tmp_path,
+        {
+            "plugmarket": "import importlib\nimportlib.import_module('...loader', __package__)",
+            "another plugin": "import importlib\nimportlib.import_module('..other', __package__)",
+            "no package": "import importlib\nimportlib.import_module('.helpers')",
+        },
+    )
+    inside = write_plugin(
+        tmp_path / "fine",
+        "climber",
+        "import importlib\nANSWER = importlib.import_module('.helpers', __package__).ANSWER",
+        files={"helpers.py": "ANSWER = 42"},
+    )
+    assert load(Source.local(inside)).module.ANSWER == 42

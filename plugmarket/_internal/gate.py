@@ -34,7 +34,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from plugmarket._internal.gated_modules import (
     SHELL_DOORS,
@@ -102,6 +102,15 @@ def _no_relative(
 # importer, which owns the plugin namespaces, puts its short path here.
 _import_absolute: AbsoluteImport = _real_absolute
 _import_relative: RelativeImport = _no_relative
+
+
+def _package_of(globals: object) -> object:
+    """``globals["__package__"]`` as the real ``__import__`` reads it: a dict's own
+    item, whatever a subclass's ``get`` says; ``None`` when ``globals`` is no dict
+    (the real ``__import__`` refuses it too)."""
+    if issubclass(type(globals), dict):
+        return dict.get(cast("dict[str, object]", globals), "__package__")
+    return None
 
 
 def use_namespace_imports(absolute: AbsoluteImport, relative: RelativeImport) -> None:
@@ -416,31 +425,35 @@ class Guard:
                 self.check(need)
             module = _real_import(name, globals, locals, fromlist, 0)
             return self._shield(name, module, fromlist)
-        self._check_relative(name, globals, level)
+        self._check_relative(name, _package_of(globals), level)
         found = _import_relative(name, globals, fromlist, level)
         if found is not None:
             return found
         return _real_import(name, globals, locals, fromlist, level)
 
-    def _check_relative(self, name: str, globals: Mapping[str, Any] | None, level: int) -> None:
+    def _check_relative(self, name: object, package: object, level: object) -> None:
         """Refuse a relative import that climbs out of the plugin's own package.
 
         ``from ... import x`` in ``plugmarket.plugins.<id>`` would reach
         plugmarket's own modules, and ``from .. import other`` a plugin it
         does not require; its requirements are imported by name instead.
+        Only an exact ``str`` name and package and an ``int`` level pass: the
+        methods of a subclass are the plugin's code, which the gate never runs,
+        and the real import reads the string's characters, not its methods.
         """
         if not self.namespace:
             return
-        package = str((globals or {}).get("__package__") or "")
-        parts = package.rsplit(".", level - 1)
-        base = parts[0] if len(parts) == level else ""
-        if base == self.namespace or base.startswith(self.namespace + "."):
-            return
-        target = f"{'.' * level}{name}"
+        target = "this relative import"
+        if type(name) is str and type(package) is str and type(level) is int and level > 0:
+            parts = package.rsplit(".", level - 1)
+            base = parts[0] if len(parts) == level else ""
+            if base == self.namespace or base.startswith(self.namespace + "."):
+                return
+            target = repr("." * level + name)
         raise ImportError(
-            f"plugin {self.plugin_id!r} may not import {target!r}: relative imports stay "
+            f"plugin {self.plugin_id!r} may not import {target}: relative imports stay "
             "inside the plugin's own package (import the plugins it requires by name)",
-            name=name or None,
+            name=name if type(name) is str and name else None,
         )
 
     def _shield(self, name: str, module: types.ModuleType, fromlist: object) -> types.ModuleType:
@@ -462,7 +475,11 @@ class Guard:
 
     def import_module(self, name: str, package: str | None = None) -> types.ModuleType:
         """``importlib.import_module`` as the plugin sees it: through its own ``__import__``."""
+        if type(name) is not str:  # a subclass's methods would be the plugin's code
+            raise TypeError("import_module() takes the module name as a str")
         if name.startswith("."):
+            level = len(name) - len(name.lstrip("."))
+            self._check_relative(name[level:], package, level)
             name = importlib.util.resolve_name(name, package)
         top, dot, rest = name.partition(".")
         target = self.aliases.get(top)

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from plugmarket._internal.gate import Guard, host_io, use_namespace_imports
 
@@ -165,6 +165,9 @@ class _Spec(importlib.machinery.ModuleSpec):
         pass
 
 
+_SPECS = (_Spec, importlib.machinery.ModuleSpec)  # whose ``parent`` is not a plugin's code
+
+
 class _Loader(importlib.machinery.SourceFileLoader):
     """Runs a plugin module with the plugin's builtins, from cached bytecode."""
 
@@ -271,11 +274,15 @@ def import_relative(
     """``__import__(name, globals, None, fromlist, level)`` for a relative import
     made by a plugin module inside its namespace; ``None`` when the import is
     anything else (the real ``__import__`` then decides, with its own errors)."""
-    if globals is None or _handle_fromlist is None:
+    if not issubclass(type(globals), dict) or _handle_fromlist is None:
         return None
-    package = globals.get("__package__")
-    spec = globals.get("__spec__")
-    if type(package) is not str or getattr(spec, "parent", None) != package:
+    # The dict's own items, as the real __import__ reads them (and as the gate
+    # checked them): a subclass's get, like any method of the plugin's, is not run.
+    own = cast("dict[str, object]", globals)
+    package, spec = dict.get(own, "__package__"), dict.get(own, "__spec__")
+    if type(package) is not str or type(spec) not in _SPECS:
+        return None
+    if cast(importlib.machinery.ModuleSpec, spec).parent != package:
         return None
     bits = package.rsplit(".", level - 1)
     if len(bits) < level:
