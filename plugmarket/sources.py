@@ -47,6 +47,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from plugmarket._internal import archive, cachedir
 from plugmarket._internal.fetch import fetch
+from plugmarket._internal.filetimes import settled
 from plugmarket.errors import ManifestError, SourceError
 from plugmarket.manifest import (
     MANIFEST_FILE,
@@ -295,10 +296,8 @@ _Stamp = tuple[str, int, int, int, int, int]  # path, mode, inode, size, mtime, 
 # (folder, origin) -> (stamps, files)
 _folder_memo: dict[tuple[str, str], tuple[tuple[_Stamp, ...], PluginFiles]] = {}
 # A stamp this close to the moment the folder was read may be followed by a change
-# that leaves it as it is (file systems keep times in clock ticks, some in whole
-# seconds): such a folder is read again at every load until its stamps are older.
-_RACY_NS = 100_000_000  # 0.1 s
-_RACY_WHOLE_SECONDS_NS = 2_000_000_000  # 2 s, for times kept in whole seconds
+# that leaves it as it is (filetimes.settled): such a folder is read again at every
+# load until its stamps are older.
 
 
 def _stamp(path: str, st: os.stat_result) -> _Stamp:
@@ -371,21 +370,11 @@ def _folder(folder: Path, top: str, origin: str) -> PluginFiles:
     result = PluginFiles(
         folder.parent, top, read_manifest(folder), digest, origin, types.MappingProxyType(by_path)
     )
-    if _settled(stamps, started):
+    if settled((ns for stamp in stamps for ns in stamp[4:]), started):
         _folder_memo[key] = (tuple(stamps), result)
     else:
         _folder_memo.pop(key, None)
     return result
-
-
-def _settled(stamps: Iterable[_Stamp], read_at: int) -> bool:
-    """Whether every time in ``stamps`` is old enough that a later change shows."""
-    for stamp in stamps:
-        for ns in (stamp[4], stamp[5]):
-            margin = _RACY_WHOLE_SECONDS_NS if ns % 1_000_000_000 == 0 else _RACY_NS
-            if ns > read_at - margin:
-                return False
-    return True
 
 
 def _tree_sha256(entries: Iterable[tuple[str, bytes]]) -> str:

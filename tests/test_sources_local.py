@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from plugmarket import sources
+from plugmarket._internal import filetimes
 from plugmarket.errors import SourceError
 from plugmarket.settings import Settings
 from plugmarket.sources import PluginFiles, Source
@@ -58,7 +59,7 @@ def _age(pkg: Path) -> None:
     newest = max(
         max(os.stat(p).st_mtime_ns, os.stat(p).st_ctime_ns) for p in [pkg, *pkg.rglob("*")]
     )
-    time.sleep(max(0.0, (newest + sources._RACY_NS - time.time_ns()) / 1e9) + 0.01)
+    time.sleep(max(0.0, (newest + filetimes.RACY_NS - time.time_ns()) / 1e9) + 0.01)
 
 
 def test_unchanged_folder_is_not_listed_again(
@@ -156,18 +157,14 @@ def test_folder_replaced_by_a_file_is_refused_as_before(tmp_path: Path, settings
 def test_recent_stamps_do_not_vouch_for_the_content() -> None:
     now = 1_700_000_000_123_456_789
     second = 1_000_000_000
-
-    def stamp(mtime: int, ctime: int) -> sources._Stamp:
-        return ("/p", 0o100644, 1, 9, mtime, ctime)
-
     old = now - second
-    assert sources._settled([stamp(old, old)], now)
+    assert filetimes.settled([old, old], now)
     # Within a clock tick of the read: a change may keep the same times.
-    assert not sources._settled([stamp(old, now - 1_000_000)], now)
-    assert not sources._settled([stamp(now - 1_000_000, old)], now)
+    assert not filetimes.settled([old, now - 1_000_000], now)
+    assert not filetimes.settled([now - 1_000_000, old], now)
     # Times kept in whole seconds (FAT, older file systems) need a longer wait.
     whole = (now // second - 1) * second
-    assert not sources._settled([stamp(whole, whole)], now)
-    assert sources._settled([stamp(whole - 2 * second, whole - 2 * second)], now)
+    assert not filetimes.settled([whole, whole], now)
+    assert filetimes.settled([whole - 2 * second, whole - 2 * second], now)
     # Times in the future (another machine's clock): never trusted yet.
-    assert not sources._settled([stamp(now + second, now + second)], now)
+    assert not filetimes.settled([now + second, now + second], now)

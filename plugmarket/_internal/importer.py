@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from plugmarket._internal.filetimes import settled
 from plugmarket._internal.gate import Guard, host_io, use_namespace_imports
 
 __all__ = [
@@ -71,10 +72,6 @@ _SEP = os.sep
 _INIT = os.sep + "__init__.py"
 # The modules whose bodies this thread is running (inside ``_create``).
 _running = threading.local()
-# A file's times this close to now may not change at its next write (file systems
-# keep times in clock ticks): code read from it is not memoized by them.
-_RACY_NS = 100_000_000  # 0.1 s
-_RACY_WHOLE_SECONDS_NS = 2_000_000_000  # 2 s, for times kept in whole seconds
 Stamps = Mapping[str, tuple[int, int, int, int]]  # path -> (inode, size, mtime_ns, ctime_ns)
 
 
@@ -186,8 +183,8 @@ class _Loader(importlib.machinery.SourceFileLoader):
             if code is None:
                 code = self._cached_or_compiled(path)
                 # Memoized only if the file did not change while it was read and a
-                # later change is sure to show in its times.
-                if _stamp(path) == before and _settled(before):
+                # later change is sure to show in its times (filetimes.settled).
+                if _stamp(path) == before and settled(before[3:], time.time_ns()):
                     with _lock:
                         _code_memo[before] = code
         self.space.guard.add_file(path)
@@ -221,15 +218,6 @@ class _Loader(importlib.machinery.SourceFileLoader):
 def _stamp(path: str) -> tuple[str, int, int, int, int]:
     st = os.stat(path)
     return (path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _settled(stamp: tuple[str, int, int, int, int]) -> bool:
-    now = time.time_ns()
-    for ns in stamp[3:]:
-        margin = _RACY_WHOLE_SECONDS_NS if ns % 1_000_000_000 == 0 else _RACY_NS
-        if ns > now - margin:
-            return False
-    return True
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
