@@ -516,15 +516,29 @@ class VersionList(list["VersionInfo"]):
         return "\n".join(rows)
 
     def _repr_html_(self) -> str:
+        caption = f"<p><b>{html.escape(self.plugin_id)}</b></p>"
+        return caption + self._table_html()
+
+    def _table_html(self) -> str:
         rows = []
         for v in self:
             version = html.escape(str(v.version))
             shown = Markup(f'<s title="yanked">{version}</s>' if v.yanked else version)
-            note = f"yanked: {v.yanked_reason}" if v.yanked else ""
-            rows.append((shown, v.channel, badges(v.capabilities), _when(v.published), note))
-        caption = f"<p><b>{html.escape(self.plugin_id)}</b></p>"
-        headers = ("version", "channel", "capabilities", "published", "note")
-        return caption + _table(headers, rows)
+            requires = ", ".join(str(r) for r in v.requires)
+            rows.append(
+                (shown, v.channel, _when(v.published), badges(v.capabilities), requires, _note(v))
+            )
+        headers = ("version", "channel", "published", "capabilities", "requires", "note")
+        return _table(headers, rows)
+
+
+def _note(version: VersionInfo) -> str:
+    """Why a version is not simply offered: yanked (with the reason), or a partial rollout."""
+    if version.yanked:
+        return f"yanked: {version.yanked_reason}"
+    if version.rollout is not None:
+        return f"offered to {version.rollout:.0%} of users"
+    return ""
 
 
 def details_text(details: PluginDetails) -> str:
@@ -548,24 +562,66 @@ def details_text(details: PluginDetails) -> str:
     return "\n".join(lines)
 
 
-def details_html(details: PluginDetails) -> str:
-    """A plugin's details for a notebook: rating as stars, versions with yanked ones struck."""
+def details_html(
+    details: PluginDetails,
+    *,
+    installed: Iterable[InstalledPlugin] | None = None,
+    reviews: ReviewList | None = None,
+) -> str:
+    """A plugin's details for a notebook and the panel's Details tab.
+
+    Args:
+        details: What the registry says about the plugin.
+        installed: The installed set, to say whether (and which version of) the
+            plugin is installed; None leaves that out.
+        reviews: The ratings and reviews kept in this home, shown after the versions;
+            None leaves them out.
+
+    Returns:
+        The rating as stars, where it comes from, the description, authors,
+        license and homepage, what the latest version asks for, and every version
+        (yanked ones struck through, partial rollouts and requirements noted).
+    """
     entry, detail = details.entry, details.detail
+    latest = detail.latest()
     rating = (
-        f"{stars(int(entry.rating + 0.5))} {entry.rating:.1f} ({entry.ratings_count})"
+        f"{stars(int(entry.rating + 0.5))} {entry.rating:.1f} from {entry.ratings_count} rating(s)"
         if entry.rating is not None
         else "not rated yet"
     )
     also = f" (also in {', '.join(details.also_in)})" if details.also_in else ""
-    versions = VersionList(reversed(detail.versions), plugin_id=detail.id)._repr_html_()
-    tags = ", ".join(detail.tags) or "-"
+    facts = [rating, f"{entry.downloads:,} downloads", f"from {details.registry}{also}"]
+    if installed is not None:
+        mine = next((p for p in installed if p.id == detail.id), None)
+        facts.append(
+            "not installed"
+            if mine is None
+            else f"installed {mine.version} ({'enabled' if mine.enabled else 'disabled'})"
+        )
+    homepage = (
+        f' · <a href="{html.escape(detail.homepage)}" target="_blank">'
+        f"{html.escape(detail.homepage)}</a>"
+        if detail.homepage.startswith(("https://", "http://"))
+        else ""
+    )
+    asks = badges(latest.capabilities) if latest and latest.capabilities else "nothing"
+    versions = VersionList(reversed(detail.versions), plugin_id=detail.id)._table_html()
     return (
-        f"<p><b>{html.escape(detail.name or detail.id)}</b> <code>{html.escape(detail.id)}</code>"
-        f" — {html.escape(detail.summary)}</p>"
-        f"<p>{html.escape(rating)} · {entry.downloads} downloads · tags: {html.escape(tags)}"
-        f" · registry {html.escape(details.registry + also)}</p>"
-        + (f"<p>{html.escape(detail.description)}</p>" if detail.description else "")
+        f"<h3>{html.escape(detail.name or detail.id)} <code>{html.escape(detail.id)}</code></h3>"
+        f"<p>{html.escape(detail.summary)}</p>"
+        f"<p>{html.escape(' · '.join(facts))}</p>"
+        + (
+            f'<p style="white-space:pre-wrap">{html.escape(detail.description)}</p>'
+            if detail.description
+            else ""
+        )
+        + f"<p>by {html.escape(', '.join(detail.authors) or 'unknown')} · "
+        f"{html.escape(detail.license or 'no license given')}{homepage}</p>"
+        f"<p>categories: {html.escape(', '.join(detail.categories) or '-')} · "
+        f"tags: {html.escape(', '.join(detail.tags) or '-')}</p>"
+        f"<p>latest {html.escape(str(latest.version) if latest else '-')} asks for: {asks}</p>"
         + versions
+        + ("" if reviews is None else f"<h4>Reviews in this home</h4>{reviews._repr_html_()}")
     )
 
 

@@ -37,7 +37,7 @@ from packaging.version import InvalidVersion, Version
 from plugmarket._internal.search_index import SORTS
 from plugmarket.errors import ConsentRequired, PlugmarketError, in_ipython_words
 from plugmarket.plan import Plan
-from plugmarket.results import badges, stars
+from plugmarket.results import badges, details_html, stars
 
 if TYPE_CHECKING:
     from plugmarket._internal.fetch import Progress
@@ -101,6 +101,22 @@ def _show(widget: Any, visible: bool) -> None:
     widget.layout.display = None if visible else _HIDDEN
 
 
+@contextmanager
+def _shown_in(output: w.Output) -> Iterator[None]:
+    """Show what the body prints or displays in ``output``.
+
+    A click runs in a comm handler, whose output no notebook cell owns, so a
+    front end drops it (a download's progress bar, a plugin's ``ctx.display``)
+    unless an Output widget claims it. Exceptions pass through unchanged:
+    ``with output:`` would print them as a traceback and swallow them.
+    """
+    output.__enter__()
+    try:
+        yield
+    finally:
+        output.__exit__(None, None, None)
+
+
 def plan_html(plan: Plan) -> str:
     """The plan as HTML: what is new in words, then the plan's own table."""
     added = [f"{i.id} {i.new_version}" for i in plan.items if i.action == "add"]
@@ -146,10 +162,16 @@ class ConsentDialog(w.VBox):  # type: ignore[misc]
         )
         self.cancel_button = w.Button(description="Cancel", icon="times")
         self.outcome = w.HTML("")
+        self.output = w.Output()  # what the plan prints or displays while it is applied
         self.confirm_button.on_click(lambda _: self.confirm())
         self.cancel_button.on_click(lambda _: self.cancel())
         super().__init__(
-            [self.summary, w.HBox([self.confirm_button, self.cancel_button]), self.outcome],
+            [
+                self.summary,
+                w.HBox([self.confirm_button, self.cancel_button]),
+                self.output,
+                self.outcome,
+            ],
             layout=w.Layout(border="1px solid #e0a800", padding="4px"),
         )
 
@@ -158,12 +180,16 @@ class ConsentDialog(w.VBox):  # type: ignore[misc]
         return f"{self.plan}\n[Confirm] [Cancel]"
 
     def confirm(self) -> None:
-        """Apply the plan and show what happened (or why it failed) in words."""
+        """Apply the plan and show what happened (or why it failed) in words.
+
+        What applying it prints or displays appears in :attr:`output`.
+        """
         if not self._start():
             return
         self.outcome.value = "<i>working…</i>"
         try:
-            self.result = self._confirm()
+            with _shown_in(self.output):
+                self.result = self._confirm()
         except PlugmarketError as exc:
             self.result = exc
             self.outcome.value = _error_html(exc)
@@ -303,6 +329,7 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         self.status = w.Label("")
         self.error = w.HTML("")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="")
+        self.output = w.Output()  # what operations print or display (progress, plugins)
         self.dialog_area = w.VBox([])
 
         self.query = w.Text(placeholder="search plugins", continuous_update=False)
@@ -356,7 +383,13 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         self.tabs = w.Tab([search_tab, self.installed_tab, self.details_tab])
         self.tabs.titles = ("Search", "Installed", "Details")
         super().__init__(
-            [w.HBox([self.progress, self.status]), self.error, self.dialog_area, self.tabs]
+            [
+                w.HBox([self.progress, self.status]),
+                self.error,
+                self.output,
+                self.dialog_area,
+                self.tabs,
+            ]
         )
         self.refresh()
         self.search()
@@ -394,8 +427,8 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             return
         details, reviews = found
         self.plugin_id = details.id
-        installed = self._installed_by_id().get(details.id)
-        self.details.value = _details_html(details, reviews, installed)
+        installed = self._installed_by_id().values()
+        self.details.value = details_html(details, installed=installed, reviews=reviews)
         self.details_version.options = [("latest", "")] + [
             (f"{v.version}{' (yanked)' if v.yanked else ''}", str(v.version))
             for v in reversed(details.versions)
@@ -538,7 +571,8 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         # Downloads move this panel's bar, whoever made the market (%plugin panel shares its own).
         previous, self.market.progress = self.market.progress, self._track
         try:
-            yield
+            with _shown_in(self.output):
+                yield
             self.progress.bar_style = "success"
         except ConsentRequired:
             self.progress.bar_style = "warning"
@@ -610,53 +644,3 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
             self.tag.options = sorted(tags)
         finally:
             self._quiet = False
-
-
-def _details_html(details: PluginDetails, reviews: Any, installed: InstalledPlugin | None) -> str:
-    d, entry = details.detail, details.entry
-    latest = d.latest()
-    rating = (
-        f"{stars(int(entry.rating + 0.5))} {entry.rating:.1f} from {entry.ratings_count} rating(s)"
-        if entry.rating is not None
-        else "not rated yet"
-    )
-    also = f" (also in {', '.join(details.also_in)})" if details.also_in else ""
-    state = (
-        f"installed {installed.version} ({'enabled' if installed.enabled else 'disabled'})"
-        if installed is not None
-        else "not installed"
-    )
-    homepage = (
-        f' · <a href="{html.escape(d.homepage)}" target="_blank">{html.escape(d.homepage)}</a>'
-        if d.homepage.startswith(("https://", "http://"))
-        else ""
-    )
-    rows = []
-    for v in reversed(d.versions):
-        version = html.escape(str(v.version))
-        note = f"yanked: {v.yanked_reason}" if v.yanked else ""
-        if v.rollout is not None and not v.yanked:
-            note = f"offered to {v.rollout:.0%} of users"
-        rows.append(
-            f"<tr><td>{f'<s>{version}</s>' if v.yanked else version}</td>"
-            f"<td>{html.escape(v.channel)}</td><td>{v.published:%Y-%m-%d}</td>"
-            f"<td>{badges(v.capabilities)}</td>"
-            f"<td>{html.escape(', '.join(str(r) for r in v.requires))}</td>"
-            f"<td>{html.escape(note)}</td></tr>"
-        )
-    return (
-        f"<h3>{html.escape(d.name)} <code>{html.escape(d.id)}</code></h3>"
-        f"<p>{html.escape(d.summary)}</p>"
-        f"<p>{html.escape(rating)} · {entry.downloads:,} downloads · "
-        f"from {html.escape(details.registry)}{html.escape(also)} · {html.escape(state)}</p>"
-        f'<p style="white-space:pre-wrap">{html.escape(d.description)}</p>'
-        f"<p>by {html.escape(', '.join(d.authors) or 'unknown')} · "
-        f"{html.escape(d.license or 'no license given')}{homepage}</p>"
-        f"<p>categories: {html.escape(', '.join(d.categories) or '-')} · "
-        f"tags: {html.escape(', '.join(d.tags) or '-')}</p>"
-        f"<p>latest {html.escape(str(latest.version) if latest else '-')} asks for: "
-        f"{badges(latest.capabilities) if latest and latest.capabilities else 'nothing'}</p>"
-        "<table><tr><th>version</th><th>channel</th><th>published</th><th>capabilities</th>"
-        "<th>requires</th><th>note</th></tr>" + "".join(rows) + "</table>"
-        f"<h4>Reviews in this home</h4>{reviews._repr_html_()}"
-    )

@@ -4,8 +4,10 @@ shell) and what the panel shows (cards, details, dialog, error area, progress)."
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +20,11 @@ from plugmarket.errors import ConsentRequired, PlugmarketError
 from plugmarket.host import IPythonHost
 from plugmarket.marketplace import Marketplace
 from plugmarket.plan import Plan
-from plugmarket.results import stars
+from plugmarket.results import details_html, stars
 from plugmarket.settings import demo_registry_path
 from plugmarket.widgets import ConsentDialog, MarketplacePanel, PluginCard
 from tests.support.httpserver import LoopbackServer
+from tests.test_kernel import CELL_TIMEOUT, Kernel, assert_runs, plain_environment
 
 # ids of the demo registry's plugins, by what the tests need of them
 CSV_TOOLS = {"csv-preview", "table-kit"}
@@ -113,7 +116,9 @@ def test_details_show_versions_capabilities_rating_and_reviews(
     shown = panel.details.value
     assert panel.tabs.selected_index == 2 and panel.plugin_id == "csv-preview"
     assert f"{stars(int(entry.rating + 0.5))} {entry.rating:.1f}" in shown
-    assert "<s>0.9.0</s>" in shown and "yanked:" in shown  # yanked: struck through, reason given
+    assert (
+        '<s title="yanked">0.9.0</s>' in shown and "yanked:" in shown
+    )  # yanked: struck through, reason given
     assert "<td>1.0.0</td>" in shown  # the current version is not struck through
     assert "fs.read" in shown and "table-kit" in shown
     assert "no reviews yet" in shown
@@ -128,6 +133,31 @@ def test_details_show_versions_capabilities_rating_and_reviews(
     shown = panel.details.value
     assert "★★★☆☆" in shown and "handy &lt;b&gt;for&lt;/b&gt; big files" in shown
     assert [op[:3] for op in operations(market)] == [("rate", "csv-preview", "panel")]
+
+
+def test_the_notebook_and_the_panel_render_details_alike(
+    panel: MarketplacePanel, market: Marketplace
+) -> None:
+    details = market.details("csv-preview")
+    *older, latest = details.detail.versions
+    staged = dataclasses.replace(
+        details,
+        detail=dataclasses.replace(
+            details.detail, versions=(*older, dataclasses.replace(latest, rollout=0.25))
+        ),
+    )
+    page = staged._repr_html_()  # what `%plugin info` shows in a notebook
+    assert "offered to 25% of users" in page
+    assert '<s title="yanked">0.9.0</s>' in page and "table-kit" in page  # yanked; requires
+    assert "not installed" not in page  # the notebook view does not read the installed set
+
+    panel.show_details("csv-preview")
+    assert panel.details.value == details_html(
+        details, installed=market.installed(), reviews=market.reviews("csv-preview")
+    )
+    assert "not installed" in panel.details.value
+    versions_table = details._repr_html_().split("<table>", 1)[1]
+    assert versions_table in panel.details.value  # the same versions, rendered the same way
 
 
 # --- consent ----------------------------------------------------------------------------
@@ -224,6 +254,60 @@ def test_consent_dialog_shows_a_failed_confirm_in_words(market: Marketplace) -> 
     assert "csv-preview" in dialog.outcome.value and "7.0.0" in dialog.outcome.value
     assert "Traceback" not in dialog.outcome.value
     assert market.installed() == []
+
+
+def test_a_bug_in_confirm_propagates_through_the_dialogs_output(shell: Any) -> None:
+    """ipywidgets' ``with output:`` would print the traceback and swallow the error in IPython."""
+
+    def broken() -> object:
+        raise RuntimeError("a bug, not a refusal")
+
+    dialog = ConsentDialog(Plan("install"), broken)
+    assert dialog.output in dialog.children
+    with pytest.raises(RuntimeError, match="a bug"):
+        dialog.confirm()
+
+
+def test_what_confirm_prints_in_a_kernel_goes_to_the_dialogs_output(tmp_path: Path) -> None:
+    """A click is a comm message no cell owns: the front end shows its output only because
+    the dialog's Output claims the click's message id while confirm runs."""
+    kernel = Kernel(sys.executable, plain_environment(tmp_path), tmp_path / "spec")
+    try:
+        ids = assert_runs(
+            kernel.run(
+                "import json\n"
+                "from plugmarket.plan import Plan\n"
+                "from plugmarket.widgets import ConsentDialog\n"
+                "dialog = ConsentDialog(Plan('install'), lambda: print('hello from confirm'))\n"
+                "print(json.dumps([dialog.confirm_button.comm.comm_id, "
+                "dialog.output.comm.comm_id]))"
+            )
+        ).value()
+        button, output = ids
+        click = kernel.client.session.msg(
+            "comm_msg",
+            {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}},
+        )
+        kernel.client.shell_channel.send(click)
+        click_id = click["header"]["msg_id"]
+        claimed: list[str] = []  # the Output's msg_id, as the front end sees it change
+        printed: list[tuple[str, list[str]]] = []  # stdout text, and who claimed it then
+        while True:
+            msg = kernel.client.get_iopub_msg(timeout=CELL_TIMEOUT)
+            if msg["parent_header"].get("msg_id") != click_id:
+                continue
+            content = msg["content"]
+            if msg["msg_type"] == "comm_msg" and content["comm_id"] == output:
+                claimed.append(content["data"].get("state", {}).get("msg_id", "-"))
+            elif msg["msg_type"] == "stream":
+                printed.append((content["text"], list(claimed)))
+            elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
+                break
+        assert printed == [("hello from confirm\n", [click_id])]
+        assert claimed == [click_id, ""]  # released after confirm
+        assert assert_runs(kernel.run("print(json.dumps(dialog.done))")).value() is True
+    finally:
+        kernel.close()
 
 
 # --- changing the installed set ---------------------------------------------------------
