@@ -35,6 +35,7 @@ from pathlib import Path
 from plugmarket._internal.durable import fsync_dir, write_temp
 from plugmarket._internal.installed import Generation, decode_generation, encode_generation
 from plugmarket.errors import InstallError
+from plugmarket.settings import current_file
 
 __all__ = ["EMPTY", "Generations", "write_atomic"]
 
@@ -74,7 +75,7 @@ class Generations:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.folder = home / "generations"
-        self.current_file = home / "current"
+        self.current_file = current_file(home)  # the one every kernel stats, too
         self._cache: dict[int, tuple[tuple[int, int, int], Generation]] = {}
         self._staged: dict[int, tuple[int, Generation]] = {}  # number -> (bytes, generation)
 
