@@ -240,13 +240,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from plugmarket.config import describe_settings
+
     settings = _market(args).settings
-    return _show(args, settings if args.json else _describe_settings(settings))
-
-
-def _describe_settings(settings: Any) -> str:
-    data = plain_data(settings)
-    return "\n".join(f"{key:22} {value}" for key, value in sorted(data.items()))
+    return _show(args, settings if args.json else describe_settings(settings))
 
 
 # --- arguments ---------------------------------------------------------------------------

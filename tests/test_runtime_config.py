@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plugmarket import loader
-from plugmarket.config import RUNTIME_KEYS, change_setting, load_settings
+from plugmarket.config import RUNTIME_KEYS, change_setting, describe_settings, load_settings
 from plugmarket.errors import PlugmarketError
+from plugmarket.marketplace import Marketplace
 from plugmarket.settings import RegistryConfig, Settings, demo_registry_path
 
 # key -> (what the user types, the Settings field it changes, the value it must hold after)
@@ -124,3 +128,23 @@ def test_plugin_config_allowed_origins_reaches_the_marketplace(home: Path, shell
     finally:
         shell.run_line_magic("unload_ext", "plugmarket")
     assert loader.loaded() == {}
+
+
+def test_the_terminal_shows_the_settings_as_the_kernel_does(home: Path) -> None:
+    """``plugmarket config`` prints describe_settings, the text ``%plugin config`` shows."""
+    done = subprocess.run(
+        [sys.executable, "-m", "plugmarket", "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PLUGMARKET_CACHE_TTL": "42"},
+    )
+    assert done.returncode == 0, done.stderr
+    market = Marketplace(
+        settings=load_settings(environ={**os.environ, "PLUGMARKET_CACHE_TTL": "42"}), live=False
+    )
+    expected = describe_settings(market.settings)  # with the home's own user id filled in
+    assert done.stdout == f"{expected!r}\n"
+    assert "cache_ttl" in done.stdout and "42.0" in done.stdout
+    assert f"\nregistries           {demo_registry_path()}\n" in done.stdout
