@@ -15,7 +15,6 @@ Invariants:
   it; until then nothing reads it (readers follow ``current``, and
   :meth:`Generations.numbers` callers skip numbers above it), and a crash
   leaves a file newer than ``current``, which recovery removes.
-  (:meth:`Generations.write` still writes through a temporary name.)
 - A generation file is written before ``current`` names it, and is never
   rewritten; history only grows, so the current generation is always the
   newest. A generation file newer than ``current`` belongs to a transaction
@@ -163,20 +162,6 @@ class Generations:
         if tmp.exists():
             found.append(tmp)
         return found
-
-    def write(self, generation: Generation, *, fault: Fault | None = None) -> None:
-        """Write a generation's file (atomic, durable).
-
-        Raises:
-            OSError: the folder cannot be written.
-        """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            self.path(generation.number),
-            encode_generation(generation),
-            fault=fault,
-            label="generation",
-        )
 
     def switch(self, number: int, *, fault: Fault | None = None) -> None:
         """Make ``number`` the current generation (atomic, durable).

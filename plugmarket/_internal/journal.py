@@ -115,27 +115,19 @@ def path(home: Path) -> Path:
     return home / NAME
 
 
-def temp_path(home: Path) -> Path:
-    return home / f".{NAME}.tmp"
-
-
 def write(home: Path, journal: Journal, *, fault: Faults | None = None, durable: bool) -> None:
     """Write the journal.
 
     A transaction's journal must be ``durable`` (fsynced with its folder)
     before anything it changes is renamed into place; a write that is not
-    durable is only for tests that stage a journal (written atomically).
+    durable is only for tests that stage a journal.
 
     Raises:
         OSError: the home cannot be written.
     """
+    write_temp(home, journal)
     if durable:
-        write_temp(home, journal)
         commit_temp(home, fault=fault)
-        return
-    tmp = temp_path(home)
-    tmp.write_bytes(_encode(journal))
-    os.replace(tmp, path(home))
 
 
 def write_temp(home: Path, journal: Journal) -> None:
@@ -210,13 +202,12 @@ def read(home: Path) -> Journal | None:
 
 
 def pending(home: Path) -> bool:
-    """Whether a journal (or the temporary file of one) is on disk: two ``stat`` calls."""
-    return path(home).exists() or temp_path(home).exists()
+    """Whether a journal is on disk: one ``stat`` call."""
+    return path(home).exists()
 
 
 def remove(home: Path) -> None:
-    """Remove the journal and its temporary file (the transaction is over)."""
-    temp_path(home).unlink(missing_ok=True)
+    """Remove the journal (the transaction is over)."""
     path(home).unlink(missing_ok=True)
 
 
