@@ -133,20 +133,41 @@ class LiveSet:
         return changes
 
     def clear(self) -> list[str]:
-        """Unload every plugin of this process, dependents first, and forget the generation.
+        """Unload every plugin loaded in this process, dependents first, and forget the
+        generation.
+
+        Every plugin loaded in the process is unloaded, whichever surface loaded
+        it, not only those of this live set. One failing unload does not stop the
+        others: each plugin is unloaded, the live set is reset, then the first
+        failure is raised.
 
         Returns:
             The ids unloaded, in order. A plugin whose ``deactivate`` fails is
             still unloaded (the loader runs its undo stack regardless).
+
+        Raises:
+            LoadError: an unload failed (the others were still done); or whatever
+                a plugin's ``deactivate`` raised that the loader does not catch
+                (``SystemExit``, ``KeyboardInterrupt``).
         """
         live = dict(loader.loaded())
         order = [lp.id for lp in reversed(_order(live, live.values()))]
-        for plugin_id in order:
-            loader.unload(plugin_id)
-        self._pinned.clear()
-        self._held.clear()
-        self._known.clear()
-        self.generation = None
+        failures: list[BaseException] = []
+        try:
+            for plugin_id in order:
+                if plugin_id not in loader.loaded():
+                    continue  # another plugin's deactivate unloaded it
+                try:
+                    loader.unload(plugin_id)
+                except BaseException as exc:  # re-raised below, once every plugin is unloaded
+                    failures.append(exc)
+        finally:
+            self._pinned.clear()
+            self._held.clear()
+            self._known.clear()
+            self.generation = None
+        if failures:
+            raise failures[0]
         return order
 
     def load(self, plugin: InstalledPlugin, files: PluginFiles) -> LoadedPlugin:

@@ -153,3 +153,35 @@ def test_disable_unloads_and_choices_made_by_hand_survive_later_syncs(
     live.sync(inst.current(), inst.files)
     assert set(loader.loaded()) == {"hello"} and live.generation == 4
     assert shell.run_cell("%hello").result == "hello from 1"
+
+
+def test_clear_unloads_every_plugin_and_resets_even_when_one_unload_fails(
+    shell: Any, home: Path, arts: dict[str, Artifact], tmp_path: Path
+) -> None:
+    """The loader logs an Exception from deactivate, but SystemExit passes through it."""
+    quitter = make_artifact(
+        tmp_path / "registry",
+        "quitter",
+        "1.0",
+        "import alpha\n"
+        "def activate(ctx):\n    pass\n"
+        "def deactivate(ctx):\n    raise SystemExit(3)\n",
+        requires=["alpha>=1"],
+    )
+    inst, live = _setup(home, shell)
+    plan = Plan(
+        "install", (arts["hello-1"].add(grants=MAGICS), arts["alpha-1"].add(), quitter.add())
+    )
+    inst.apply(plan, fetch, reason="1", live=live)
+    live.unload("hello")  # held back by hand
+    assert set(loader.loaded()) == {"alpha", "quitter"} and live.generation == 1
+    with pytest.raises(SystemExit):
+        live.clear()  # quitter goes first (it requires alpha) and fails
+    assert loader.loaded() == {}  # alpha was still unloaded
+    assert live.generation is None
+    # nothing held back by hand survives: the next sync loads the whole generation again
+    assert set(live.sync(inst.current(), inst.files).loaded) == {"hello", "alpha", "quitter"}
+    assert shell.run_cell("%hello").result == "hello from 1"
+    with pytest.raises(SystemExit):
+        live.clear()
+    assert loader.loaded() == {}
