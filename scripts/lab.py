@@ -4,11 +4,13 @@
 JupyterLab on 127.0.0.1 with a random token, prints the URL of the quickstart
 notebook, and stops the server (and its kernels) on Ctrl-C.
 
-No network is needed: no ``PLUGMARKET_REGISTRY`` is passed on, so the registry
-is the signed demo registry shipped inside the package. Everything the demo
+No network is needed, and the user's own plugmarket is never touched: no
+``PLUGMARKET_*`` variable is passed on (not ``PLUGMARKET_HOME``, ``PLUGMARKET_REGISTRY``,
+``PLUGMARKET_OFFLINE``, ...), so the notebooks install into the demo's own home
+from the signed demo registry shipped inside the package. Everything the demo
 writes lives under ``.demo/`` in the repository (or ``--state DIR``):
 
-- ``home/``: the plugmarket home (unless ``PLUGMARKET_HOME`` is already set);
+- ``home/``: the plugmarket home, always (its path is printed at start);
 - ``ipython/``: ``IPYTHONDIR``, whose default profile loads the plugmarket
   extension in every kernel;
 - ``jupyter/``: ``JUPYTER_CONFIG_DIR``, ``JUPYTER_DATA_DIR`` and
@@ -52,8 +54,9 @@ REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".demo"
 QUICKSTART = "notebooks/01-quickstart.ipynb"
 
-# The variables that would point plugmarket away from the shipped demo registry.
-_REGISTRY_VARIABLES = ("PLUGMARKET_REGISTRY", "PLUGMARKET_TRUSTED_KEYS")
+# Every plugmarket variable is dropped: the user's own would point the demo's installs
+# at their real home, another registry, or change its offline and signature checks.
+_PLUGMARKET_PREFIX = "PLUGMARKET_"
 _IPYTHON_CONFIG = """\
 # Written by scripts/lab.py: every kernel of the plugmarket demo loads the extension,
 # so %plugin works in a new notebook without %load_ext.
@@ -139,14 +142,13 @@ def environment(state: Path, base: dict[str, str] | None = None) -> dict[str, st
         base: the environment to start from (default: this process's).
 
     Returns:
-        ``base`` with plugmarket, IPython and Jupyter pointed into ``state``, the
-        registry variables removed, and this Python's scripts first on ``PATH``
-        (for the notebooks' ``!plugmarket`` cells).
+        ``base`` without its ``PLUGMARKET_*`` variables, with plugmarket's home,
+        IPython and Jupyter pointed into ``state``, and this Python's scripts first
+        on ``PATH`` (for the notebooks' ``!plugmarket`` cells).
     """
-    env = dict(os.environ if base is None else base)
-    for name in _REGISTRY_VARIABLES:
-        env.pop(name, None)
-    env.setdefault("PLUGMARKET_HOME", str(state / "home"))
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if not k.startswith(_PLUGMARKET_PREFIX)}
+    env["PLUGMARKET_HOME"] = str(state / "home")
     ipython = state / "ipython"
     jupyter = state / "jupyter"
     env["IPYTHONDIR"] = str(ipython)
@@ -368,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         print(f"JupyterLab is running the plugmarket demo. Open: {lab.url()}", flush=True)
+        print(f"plugmarket home of the demo: {lab.env['PLUGMARKET_HOME']}", flush=True)
         if options.check:
             for line in check(lab):
                 print(f"ok: {line}", flush=True)

@@ -4,7 +4,8 @@
 the quickstart notebook through the contents API, starts a kernel through the REST
 API and asks it whether plugmarket is loaded, then stops. A second test starts a
 kernel in the demo's environment directly and runs ``%plugin search`` on the
-registry shipped in the package, with a ``PLUGMARKET_REGISTRY`` the demo must drop.
+registry shipped in the package, with the user's ``PLUGMARKET_*`` variables (a home,
+a registry, offline mode) that the demo must drop.
 """
 
 from __future__ import annotations
@@ -39,10 +40,15 @@ def load_lab() -> ModuleType:
 
 
 def base_environment(tmp_path: Path) -> dict[str, str]:
+    """A user's environment with plugmarket variables the demo must not pass on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGMARKET_")}
-    env["PLUGMARKET_HOME"] = str(tmp_path / "home")
+    # The user's real home: the demo's installs must not land there.
+    env["PLUGMARKET_HOME"] = str(tmp_path / "users-home")
     # A registry that does not exist: the demo must use the one shipped in the package.
     env["PLUGMARKET_REGISTRY"] = str(tmp_path / "no-such-registry")
+    # Offline with an empty cache, and signatures required: either would change the demo.
+    env["PLUGMARKET_OFFLINE"] = "1"
+    env["PLUGMARKET_REQUIRE_SIGNATURE"] = "1"
     return env
 
 
@@ -59,6 +65,7 @@ def test_check_serves_the_notebooks_and_kernels_have_plugin(tmp_path: Path) -> N
     log = (state / "jupyterlab.log").read_text() if (state / "jupyterlab.log").exists() else ""
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{log}"
     assert len(URL.findall(done.stdout)) == 1, done.stdout
+    assert f"plugmarket home of the demo: {state / 'home'}\n" in done.stdout
     assert "ok: contents API lists notebooks/01-quickstart.ipynb" in done.stdout
     assert "ok: a kernel started through the REST API has %plugin" in done.stdout
     # The server kept its files in the demo's folder, not in the user's Jupyter folders,
@@ -70,8 +77,9 @@ def test_check_serves_the_notebooks_and_kernels_have_plugin(tmp_path: Path) -> N
 def test_a_kernel_in_the_demo_environment_searches_the_shipped_registry(tmp_path: Path) -> None:
     lab = load_lab()
     env = lab.environment(tmp_path / "state", base_environment(tmp_path))
-    assert "PLUGMARKET_REGISTRY" not in env
-    assert env["PLUGMARKET_HOME"] == str(tmp_path / "home")  # a home already set is kept
+    assert {k: v for k, v in env.items() if k.startswith("PLUGMARKET_")} == {
+        "PLUGMARKET_HOME": str(tmp_path / "state" / "home")  # the demo's own, always
+    }
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(env=env, cwd=str(tmp_path))
     client = manager.client()
@@ -99,3 +107,4 @@ def test_a_kernel_in_the_demo_environment_searches_the_shipped_registry(tmp_path
     assert reply["content"]["status"] == "ok", output
     assert "csv-preview" in output
     assert "sqlite-magic" not in output  # a search, not the whole registry
+    assert not (tmp_path / "users-home").exists()  # the user's own home was not touched
