@@ -140,7 +140,7 @@ class ConsentDialog(w.VBox):  # type: ignore[misc]
 
     Args:
         plan: What would happen (the ``plan`` of a ``ConsentRequired``).
-        confirm: Applies the plan (``lambda: market.install(id, yes=True)``).
+        confirm: Applies the plan (``lambda: market.install(id, yes=True, consent=plan)``).
         on_done: Called once, with ``confirm()``'s result, the ``PlugmarketError``
             it raised, or None when the user cancelled.
     """
@@ -440,25 +440,25 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
     def install(self, plugin_id: str, version: str | None = None) -> None:
         """Install a plugin; a plan that needs consent opens the consent dialog."""
         what = f"install {plugin_id}{' ' + version if version else ''}"
-        self._change(what, lambda yes: self.market.install(plugin_id, version, yes=yes))
+        self._change(what, lambda **kw: self.market.install(plugin_id, version, **kw))
 
     def update(self, plugin_id: str | None) -> None:
         """Update one plugin (None: every installed one); new capabilities need consent."""
         what = f"update {plugin_id or 'all'}"
-        self._change(what, lambda yes: self.market.update(plugin_id, yes=yes))
+        self._change(what, lambda **kw: self.market.update(plugin_id, **kw))
 
     def uninstall(self, plugin_id: str) -> None:
-        self._change(f"uninstall {plugin_id}", lambda _yes: self.market.uninstall(plugin_id))
+        self._change(f"uninstall {plugin_id}", lambda: self.market.uninstall(plugin_id))
 
     def enable(self, plugin_id: str) -> None:
-        self._change(f"enable {plugin_id}", lambda _yes: self.market.enable(plugin_id))
+        self._change(f"enable {plugin_id}", lambda: self.market.enable(plugin_id))
 
     def disable(self, plugin_id: str) -> None:
-        self._change(f"disable {plugin_id}", lambda _yes: self.market.disable(plugin_id))
+        self._change(f"disable {plugin_id}", lambda: self.market.disable(plugin_id))
 
     def rollback(self) -> None:
         """Switch back to the previous generation, on disk and in this kernel."""
-        self._change("rollback", lambda _yes: self.market.rollback())
+        self._change("rollback", lambda: self.market.rollback())
 
     def rate(self) -> None:
         """Rate the plugin in the Details tab with the chosen stars and text."""
@@ -501,10 +501,12 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
 
     # --- the machinery --------------------------------------------------------------------
 
-    def _change(self, what: str, act: Callable[[bool], object]) -> None:
+    def _change(self, what: str, act: Callable[..., object]) -> None:
+        """``act()`` (a facade verb taking ``yes`` and ``consent``); if it needs consent,
+        the dialog's Confirm applies exactly the plan it shows."""
         try:
             with self._working(what):
-                result = act(False)
+                result = act()
         except ConsentRequired as needed:
             self._ask(what, needed.plan, act)
             return
@@ -515,10 +517,10 @@ class MarketplacePanel(w.VBox):  # type: ignore[misc]
         self.refresh()
         self._succeeded(result)
 
-    def _ask(self, what: str, plan: Plan, act: Callable[[bool], object]) -> None:
+    def _ask(self, what: str, plan: Plan, act: Callable[..., object]) -> None:
         def confirm() -> object:
             with self._working(what):
-                return act(True)
+                return act(yes=True, consent=plan)
 
         self.consent = ConsentDialog(
             plan, confirm, on_done=lambda outcome: self._answered(what, outcome)
