@@ -231,14 +231,18 @@ def unload(plugin: LoadedPlugin | str) -> None:
         del _loaded[plugin_id]
     entry = _entry_module(current.module, current.manifest)
     deactivate = getattr(entry, "deactivate", None)
-    if callable(deactivate):
+    try:
+        if callable(deactivate):
+            try:
+                with current.guard.running():
+                    deactivate(current.context)
+            except Exception:
+                log.exception("plugin %r raised in deactivate(); cleaning up anyway", plugin_id)
+    finally:  # even a SystemExit or KeyboardInterrupt from deactivate() leaves no trace
         try:
-            with current.guard.running():
-                deactivate(current.context)
-        except Exception:
-            log.exception("plugin %r raised in deactivate(); cleaning up anyway", plugin_id)
-    current.context.close()
-    release_namespace(current.space)
+            current.context.close()
+        finally:
+            release_namespace(current.space)
 
 
 def _dependencies(manifest: Manifest) -> list[LoadedPlugin]:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from plugmarket.host import IPythonHost
 from plugmarket.loader import load, unload
 from plugmarket.settings import Settings
@@ -95,3 +97,24 @@ def test_a_published_library_from_an_index_is_a_plugin_dependency(
     unload(plugin)
     unload(library)
     assert not [n for n in sys.modules if "more_itertools" in n]
+
+
+def test_a_deactivate_that_exits_still_leaves_the_shell_as_it_was(
+    shell: Any, tmp_path: Path, home: Path
+) -> None:
+    pkg = write_plugin(
+        tmp_path,
+        "quitter",
+        "def activate(ctx):\n"
+        "    ctx.register_magic(lambda line: 'hi', name='quit_hi')\n"
+        "def deactivate(ctx):\n"
+        "    raise SystemExit(3)\n",
+        capabilities=["ipython.magics"],
+    )
+    before = snapshot(shell)
+    plugin = load(Source.local(pkg), grants=["ipython.magics"], host=IPythonHost(shell))
+    assert "quit_hi" in shell.magics_manager.magics["line"]
+    with pytest.raises(SystemExit):
+        unload(plugin)
+    assert snapshot(shell) == before
+    assert not any(name.startswith("plugmarket.plugins.quitter") for name in sys.modules)
