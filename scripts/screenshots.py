@@ -124,8 +124,8 @@ def lab_settings(state: Path) -> None:
 def serving(root: Path) -> Iterator[lab.Lab]:
     state = root / "state"
     lab_settings(state)
+    # The server's kernels use state/home, fresh here: what a new user sees.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGMARKET_")}
-    env["PLUGMARKET_HOME"] = str(root / "home")  # fresh: what a new user sees
     server = lab.start(
         root / "work", state=state, env=env, extra_args=["--LabApp.expose_app_in_browser=True"]
     )
