@@ -25,15 +25,6 @@ from pathlib import Path
 import pytest
 from nbval.plugin import IPyNbFile
 
-_VARIABLES = (
-    "PLUGMARKET_HOME",
-    "PLUGMARKET_REGISTRY",
-    "PLUGMARKET_TRUSTED_KEYS",
-    "PLUGMARKET_REQUIRE_SIGNATURE",
-    "PLUGMARKET_CACHE_TTL",
-    "PLUGMARKET_OFFLINE",
-)
-
 _environment = pytest.MonkeyPatch()
 _prepared: set[str] = set()
 _folders: list[Path] = []
@@ -57,8 +48,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _prepared.add(notebook.nodeid)
     root = Path(tempfile.mkdtemp(prefix=f"plugmarket-nbval-{Path(notebook.nodeid).stem}-"))
     _folders.append(root)
-    for name in _VARIABLES:
-        _environment.delenv(name, raising=False)
+    for name in [k for k in os.environ if k.startswith("PLUGMARKET_")]:
+        _environment.delenv(name)
     _environment.setenv("PLUGMARKET_HOME", str(root / "home"))
     _environment.setenv("IPYTHONDIR", str(root / "ipython"))
     _environment.setenv("JUPYTER_CONFIG_DIR", str(root / "jupyter"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,8 @@ def http_server() -> Iterator[Callable[..., LoopbackServer]]:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh PLUGMARKET_HOME, and no plugmarket variables leaking in from outside."""
-    for name in (
-        "PLUGMARKET_HOME",
-        "PLUGMARKET_REGISTRY",
-        "PLUGMARKET_TRUSTED_KEYS",
-        "PLUGMARKET_REQUIRE_SIGNATURE",
-        "PLUGMARKET_CACHE_TTL",
-        "PLUGMARKET_OFFLINE",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    for name in [k for k in os.environ if k.startswith("PLUGMARKET_")]:
+        monkeypatch.delenv(name)
     path = tmp_path / "home"
     path.mkdir()
     monkeypatch.setenv("PLUGMARKET_HOME", str(path))
