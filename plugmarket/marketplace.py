@@ -5,7 +5,10 @@ asks for consent where the plan adds code or capabilities, hands the plan to
 the installer's transaction, keeps this process's live plugins in step, and
 records the operation in the audit log and the statistics. It holds no
 policy of its own beyond that orchestration: resolution lives in
-resolver.py, disk state in installer.py, trust in the registry client.
+resolver.py, disk state in installer.py, trust in the registry client, the
+consent rules in _internal/consent.py, plugins defined in code in
+_internal/defined.py, the audit and statistics writes in
+_internal/bookkeeping.py, and the starting settings in _internal/home_settings.py.
 
 Registries, the installer and the records are created on first use, so a
 ``Marketplace`` costs nothing until a verb needs them.
@@ -13,20 +16,27 @@ Registries, the installer and the records are created on first use, so a
 
 from __future__ import annotations
 
-import getpass
-import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plugmarket._internal import defined
+from plugmarket._internal.bookkeeping import Bookkeeping
+from plugmarket._internal.consent import (
+    agreed,
+    granted,
+    pinned,
+    requirement,
+    revoked,
+    summary,
+    within_cap,
+)
+from plugmarket._internal.home_settings import settings_for
 from plugmarket._internal.installed import LOCAL
-from plugmarket.capabilities import Grants, parse_capability
-from plugmarket.errors import ConsentRequired, InstallError, ManifestError, PlugmarketError
+from plugmarket.capabilities import parse_capability
+from plugmarket.errors import InstallError, PlugmarketError
 from plugmarket.manifest import normalize_id, validate_id
 from plugmarket.plan import Plan, PlanItem
 from plugmarket.settings import Settings
@@ -41,8 +51,6 @@ if TYPE_CHECKING:
     from plugmarket.results import InstalledList
 
 __all__ = ["LOCAL", "Marketplace"]
-
-_log = logging.getLogger("plugmarket")
 
 ProgressFactory = Callable[[str, int], "Progress"]
 
@@ -75,16 +83,9 @@ class Marketplace:
         surface: str = "api",
         progress: ProgressFactory | None = None,
     ) -> None:
-        from plugmarket.settings import from_env
-
-        if settings is None:
-            settings = _configured(home=home, registry=registry)
-        else:
-            settings = from_env({}, home=home, registry=registry, base=settings)
-        if not settings.user_id:
-            settings = settings.replace(user_id=_user_id(settings.home))
+        settings = settings_for(settings, home=home, registry=registry)
         self.settings = settings
-        self.surface = surface
+        self._books = Bookkeeping(settings.home, surface)  # the home never changes
         self._want_live = live
         self._host = host
         self.progress = progress
@@ -92,10 +93,18 @@ class Marketplace:
         self._installer: Installer | None = None
         self._live: LiveSet | None = None
         self._seen_current: tuple[int, int] | None = None
-        self._changed: list[PlanItem] = []  # what the operation under way changed, for the audit
 
     def __repr__(self) -> str:
         return f"<Marketplace home={str(self.settings.home)!r}>"
+
+    @property
+    def surface(self) -> str:
+        """Who is calling, for the audit log (``"api"``, ``"cli"``, ``"magic"``...)."""
+        return self._books.surface
+
+    @surface.setter
+    def surface(self, surface: str) -> None:
+        self._books.surface = surface
 
     # --- parts, made on first use ------------------------------------------------
 
@@ -121,7 +130,7 @@ class Marketplace:
         if self._want_live and self._live is None:
             from plugmarket.live import LiveSet
 
-            self._live = LiveSet(self.settings, host=self._host, audit=self._record_denial)
+            self._live = LiveSet(self.settings, host=self._host, audit=self._books.denial)
         return self._live
 
     def reconfigure(self, settings: Settings) -> None:
@@ -213,17 +222,17 @@ class Marketplace:
             ResolutionError: no consistent set of versions exists.
             PlugmarketError: a download, check, or activation failed; nothing changed.
         """
-        requirement = _requirement(plugin_id, version)
+        wanted = requirement(plugin_id, version)
         with self._operation("install", plugin_id), self.installer.locked("install"):
-            plan = self._resolve([requirement], operation="install")
+            plan = self._resolve([wanted], operation="install")
             # Asked for by name: no longer only a dependency, so it stays when its user goes.
-            wanted = normalize_id(plugin_id)
-            installed = self.installer.current().plugins.get(wanted)
+            pid = normalize_id(plugin_id)
+            installed = self.installer.current().plugins.get(pid)
             promote = None
-            if installed is not None and not installed.explicit and plan.item(wanted) is None:
-                promote = {wanted: installed.replace(explicit=True)}
+            if installed is not None and not installed.explicit and plan.item(pid) is None:
+                promote = {pid: installed.replace(explicit=True)}
             return self._apply(
-                plan, yes=yes, consent=consent, reason=f"install {requirement}", changes=promote
+                plan, yes=yes, consent=consent, reason=f"install {wanted}", changes=promote
             )
 
     def update(
@@ -243,11 +252,13 @@ class Marketplace:
         """
         current = self.installer.current()
         if plugin_id is None:
-            requests = [p.id for p in current.plugins.values() if p.explicit and not _local(p)]
+            requests = [
+                p.id for p in current.plugins.values() if p.explicit and not defined.is_local(p)
+            ]
             upgrade: Sequence[str] | bool = True
         else:
-            _refuse_local(self._require_installed(current, plugin_id), "update")
-            requests, upgrade = [_requirement(plugin_id, version)], [plugin_id]
+            defined.refuse_local(self._require_installed(current, plugin_id), "update")
+            requests, upgrade = [requirement(plugin_id, version)], [plugin_id]
         with self._operation("update", plugin_id or "all"), self.installer.locked("update"):
             plan = self._resolve(requests, operation="update", upgrade=upgrade)
             return self._apply(
@@ -269,7 +280,7 @@ class Marketplace:
             explicit = sorted(
                 p.id
                 for p in self.installer.current().plugins.values()
-                if p.explicit and not _local(p)
+                if p.explicit and not defined.is_local(p)
             )
             for plugin_id in explicit:
                 with self.installer.locked("auto update"):
@@ -282,7 +293,7 @@ class Marketplace:
                         continue
                     if plan.needs_consent:
                         skipped.append(
-                            f"{plugin_id}: {_summary(plan)}; "
+                            f"{plugin_id}: {summary(plan)}; "
                             f"run `plugmarket update {plugin_id}` to review it"
                         )
                         continue
@@ -334,53 +345,16 @@ class Marketplace:
             InstallError: the id is installed from a registry, or is beyond the admin's cap.
             ResolutionError: what it requires cannot be installed.
         """
-        import hashlib
-
-        from plugmarket.manifest import read_manifest_text
-
         plugin_id = validate_id(plugin_id, field_name="plugin id")
         named = tuple(str(parse_capability(c)) for c in grants)
-        data = _code_artifact(code, plugin_id, version, named)
-        manifest = read_manifest_text(data.decode(), path=f"code:{plugin_id}", toml=False)
-        if manifest.id != plugin_id:
-            raise ManifestError(
-                f"code:{plugin_id}: the code's __plugin__ literal says id {manifest.id!r}, "
-                f"but it was defined as {plugin_id!r}",
-                path=f"code:{plugin_id}",
-                field="id",
-                found=manifest.id,
-                allowed=plugin_id,
-                hint="Make the literal's id and the id you define the same.",
-            )
-        requested = tuple(str(c) for c in manifest.capabilities)
-        _agrees_with_literal(plugin_id, manifest, version, named)
+        data, manifest = defined.read_code(code, plugin_id, version, named)
         with self._operation("define", plugin_id), self.installer.locked("define"):
             old = self.installer.current().plugins.get(plugin_id)
-            if old is not None and old.registry != LOCAL:
-                raise InstallError(
-                    f"{plugin_id} is installed from the registry {old.registry!r}; "
-                    "a plugin defined in code cannot replace it",
-                    plugin_id=plugin_id,
-                    step="define",
-                    hint=f"Pick another id, or uninstall {plugin_id} first.",
-                )
-            self._within_cap(plugin_id, requested)
-            before = Grants((*named, *(old.grants if old is not None else ())))
-            new = tuple(c for c in requested if not before.covers(parse_capability(c)))
+            defined.refuse_replacing(plugin_id, old)
+            self._within_cap(plugin_id, [str(c) for c in manifest.capabilities])
+            item = defined.defined_item(plugin_id, old, manifest, named, data)
             needs = [str(r) for r in manifest.requires]
             deps = self._resolve(needs, operation="define") if needs else Plan("define")
-            item = PlanItem(
-                "change" if old is not None else "add",
-                plugin_id,
-                old_version=old.version if old is not None else "",
-                new_version=str(manifest.version),
-                capabilities=requested,
-                grants=requested,
-                new_capabilities=new,
-                registry=LOCAL,
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-            )
             plan = Plan("define", (*(i for i in deps.items if i.id != plugin_id), item))
 
             def fetch(wanted: PlanItem) -> bytes:
@@ -390,22 +364,16 @@ class Marketplace:
             try:
                 return self._apply(
                     plan,
-                    yes=yes or not (new or others.needs_consent),
+                    yes=yes or not (item.new_capabilities or others.needs_consent),
                     consent=consent,
                     reason=f"define {plugin_id}",
                     fetch=fetch,
                 )
             except PlugmarketError as exc:
-                denied = _denial_in(exc)
-                if denied is None or denied.plugin_id != plugin_id:
+                refused = defined.not_granted(plugin_id, exc)
+                if refused is None:
                     raise
-                raise InstallError(
-                    f"{plugin_id} was not defined: its code needs {denied.capability!r} "
-                    f"({denied.operation} {denied.target}), which it was not granted",
-                    plugin_id=plugin_id,
-                    step="define",
-                    hint=f"Define it again with --grant {denied.capability} if you trust it.",
-                ) from exc
+                raise refused from exc
 
     def rollback(self) -> Generation:
         """Switch back to the previous generation (as a new one), on disk and live."""
@@ -426,26 +394,12 @@ class Marketplace:
         """Grant an installed plugin one more capability (within the admin's cap)."""
         cap = parse_capability(capability)
         self._within_cap(plugin_id, (str(cap),))
-
-        def add(p: InstalledPlugin) -> InstalledPlugin:
-            return p.replace(grants=Grants((*p.grants, cap)).as_strings())
-
-        return self._change(plugin_id, "grant", add)
+        return self._change(plugin_id, "grant", lambda p: granted(p, cap))
 
     def revoke(self, plugin_id: str, capability: str) -> InstalledPlugin:
         """Take a capability back from an installed plugin."""
         cap = str(parse_capability(capability))
-
-        def drop(p: InstalledPlugin) -> InstalledPlugin:
-            if cap not in p.grants:
-                raise InstallError(
-                    f"{plugin_id} was not granted {cap}",
-                    plugin_id=plugin_id,
-                    hint=f"Its grants are: {', '.join(p.grants) or 'none'}.",
-                )
-            return p.replace(grants=tuple(g for g in p.grants if g != cap))
-
-        return self._change(plugin_id, "revoke", drop)
+        return self._change(plugin_id, "revoke", lambda p: revoked(plugin_id, p, cap))
 
     # --- this kernel only ------------------------------------------------------------
 
@@ -454,7 +408,7 @@ class Marketplace:
         live = self._need_live()
         plugin = self._require_installed(self.installer.current(), plugin_id)
         loaded = live.load(plugin, self.installer.files(plugin))
-        self._record_loads([plugin.id])
+        self._books.loads([plugin.id])
         return loaded
 
     def unload(self, plugin_id: str) -> None:
@@ -475,7 +429,7 @@ class Marketplace:
         current = self.installer.current()
         changed = live.sync(current, self.installer.files)
         self._seen_current = marker
-        self._record_loads(changed.loaded)
+        self._books.loads(changed.loaded)
         return bool(changed)
 
     # --- lockfiles ---------------------------------------------------------------------
@@ -508,40 +462,30 @@ class Marketplace:
                 upgrade=True,
                 remove=extra,  # the set becomes exactly the lockfile's
             )
-            plan = _pinned(plan, spec)
+            plan = pinned(plan, spec)
             self._apply(plan, yes=yes, consent=consent, reason=f"apply lock {path}")
-            for pinned in spec.plugins:
-                if not pinned.enabled:
-                    self.disable(pinned.id)
+            for pin in spec.plugins:
+                if not pin.enabled:
+                    self.disable(pin.id)
             return plan
 
     # --- records -----------------------------------------------------------------------
 
     def rate(self, plugin_id: str, stars: int, text: str = "") -> Any:
         """Rate a plugin 1-5 stars, with an optional review (kept in the home)."""
-        from plugmarket._internal.records import Reviews
-
-        review = Reviews(self.settings.home).rate(plugin_id, stars, text)
-        self._audit("rate", plugin_id, "ok", note=f"{stars} stars")
-        return review
+        return self._books.rate(plugin_id, stars, text)
 
     def reviews(self, plugin_id: str) -> Any:
         """The ratings and reviews kept in this home for a plugin."""
-        from plugmarket._internal.records import Reviews
-
-        return Reviews(self.settings.home).reviews(plugin_id)
+        return self._books.reviews(plugin_id)
 
     def stats(self, plugin_id: str | None = None) -> Any:
         """Install, update, uninstall and load statistics (one plugin, or all)."""
-        from plugmarket._internal.records import Stats
-
-        return Stats(self.settings.home).get(plugin_id)
+        return self._books.stats(plugin_id)
 
     def audit(self, limit: int = 100) -> Any:
         """The newest entries of the audit log."""
-        from plugmarket._internal.records import AuditLog
-
-        return AuditLog(self.settings.home).read(limit)
+        return self._books.read_audit(limit)
 
     def check(self, *, repair: bool = False) -> Any:
         """Verify the store and generations; repair what a crash left when asked."""
@@ -573,18 +517,7 @@ class Marketplace:
         fetch: Callable[[PlanItem], bytes] | None = None,
         consent: Plan | None = None,
     ) -> Plan:
-        if consent is not None and not _covered(plan, consent):
-            raise ConsentRequired(
-                f"{plan.operation} changed since you agreed to it: {_summary(plan)}",
-                plan=plan,
-                hint="Nothing was changed. Review the new plan, then agree to it again.",
-            )
-        if plan.needs_consent and not yes:
-            raise ConsentRequired(
-                f"{plan.operation} needs your consent: {_summary(plan)}",
-                plan=plan,
-                hint="Review the plan, then run it again with yes=True (`--yes`).",
-            )
+        agreed(plan, yes=yes, consent=consent)
         if plan.empty and not changes:
             return plan
         started = time.perf_counter()
@@ -592,8 +525,8 @@ class Marketplace:
             plan, fetch or self._fetch, reason=reason, live=self.live, changes=changes
         )
         self._mark_seen()
-        self._changed.extend(plan.items)
-        self._record_stats(plan, time.perf_counter() - started)
+        self._books.changed.extend(plan.items)
+        self._books.transaction(plan, time.perf_counter() - started)
         return plan
 
     def _fetch(self, item: PlanItem) -> bytes:
@@ -606,7 +539,7 @@ class Marketplace:
         with self._operation(operation, plugin_id), self.installer.locked(operation):
             plugin = self._require_installed(self.installer.current(), plugin_id)
             changed = edit(plugin)
-            self._changed.append(
+            self._books.changed.append(
                 PlanItem(
                     "change", plugin_id, plugin.version, changed.version, grants=changed.grants
                 )
@@ -623,18 +556,7 @@ class Marketplace:
             return changed
 
     def _within_cap(self, plugin_id: str, capabilities: Sequence[str]) -> None:
-        cap = self.settings.capability_cap
-        if cap is None:
-            return
-        missing = Grants(cap).missing(parse_capability(c) for c in capabilities)
-        if missing:
-            raise InstallError(
-                f"{plugin_id} cannot be granted {', '.join(str(c) for c in missing)}: "
-                "beyond what your administrator allows any plugin",
-                plugin_id=plugin_id,
-                step="grant",
-                hint="Ask your administrator, who sets capability_cap.",
-            )
+        within_cap(self.settings.capability_cap, plugin_id, capabilities)
 
     def _require_installed(self, generation: Generation, plugin_id: str) -> InstalledPlugin:
         plugin_id = normalize_id(plugin_id)
@@ -660,251 +582,10 @@ class Marketplace:
         if self._live is not None:
             self._seen_current = self.installer.current_marker()
 
-    @contextmanager
-    def _operation(self, operation: str, subject: str) -> Iterator[None]:
-        """Record the operation in the audit log, whether it succeeds or fails, with the
-        plugins it changed (versions, grants) and the generation it left current."""
-        self._changed = []
-        try:
-            yield
-        except ConsentRequired:
-            raise  # nothing happened yet: the surface asks and calls again
-        except PlugmarketError as exc:
-            self._audit(operation, subject, f"error: {exc.message}")
-            raise
-        generation = self._installer.current().number if self._installer is not None else None
-        self._audit(operation, subject, "ok", changed=self._changed, generation=generation)
+    def _operation(self, operation: str, subject: str) -> AbstractContextManager[None]:
+        """Audit the operation, whether it succeeds or fails (see Bookkeeping.operation)."""
 
-    def _audit(
-        self,
-        operation: str,
-        subject: str,
-        result: str,
-        *,
-        changed: Sequence[PlanItem] = (),
-        generation: int | None = None,
-        note: str = "",
-    ) -> None:
-        from plugmarket._internal.records import AuditLog
-        from plugmarket.results import PluginChange
+        def generation() -> int | None:
+            return self._installer.current().number if self._installer is not None else None
 
-        plugins = [
-            PluginChange(i.id, i.old_version, i.new_version, i.grants if i.new_version else ())
-            for i in changed
-        ]
-        AuditLog(self.settings.home).append(
-            AuditLog.entry(
-                operation,
-                subject,
-                result,
-                surface=self.surface,
-                plugins=plugins,
-                generation=generation,
-                note=note,
-            )
-        )
-
-    def _record_denial(self, denial: Any) -> None:
-        from plugmarket._internal.records import AuditLog
-
-        AuditLog(self.settings.home).denial(denial, surface=self.surface)
-
-    def _record_loads(self, plugin_ids: Iterable[str]) -> None:
-        with _only_warn("load statistics"):
-            self._write_loads(plugin_ids)
-
-    def _write_loads(self, plugin_ids: Iterable[str]) -> None:
-        """Count a load, with its time, for each of these plugins now live here."""
-        from plugmarket import loader
-        from plugmarket._internal.records import Stats
-
-        live = loader.loaded()
-        Stats(self.settings.home).record_each(
-            (pid, "load", live[pid].load_seconds) for pid in plugin_ids if pid in live
-        )
-
-    def _record_stats(self, plan: Plan, seconds: float) -> None:
-        with _only_warn("statistics"):
-            self._write_stats(plan, seconds)
-
-    def _write_stats(self, plan: Plan, seconds: float) -> None:
-        """Count the transaction, and the loads it made live here, in one write."""
-        from plugmarket import loader
-        from plugmarket._internal.records import Stats
-
-        events = {"add": "install", "change": "update", "remove": "uninstall"}
-        live = loader.loaded()
-        each = [(item.id, events[item.action], seconds) for item in plan.items]
-        each += [
-            (item.id, "load", live[item.id].load_seconds)
-            for item in plan.items
-            if item.action != "remove" and item.id in live
-        ]
-        Stats(self.settings.home).record_each(each)
-
-
-@contextmanager
-def _only_warn(what: str) -> Iterator[None]:
-    """Statistics are a convenience: failing to write them, after a committed
-    operation, is logged instead of reported as the operation's failure."""
-    try:
-        yield
-    except PlugmarketError as exc:
-        _log.warning("plugmarket: could not record %s: %s", what, exc)
-
-
-def _local(plugin: InstalledPlugin) -> bool:
-    return plugin.registry == LOCAL
-
-
-def _refuse_local(plugin: InstalledPlugin, operation: str) -> None:
-    if _local(plugin):
-        raise InstallError(
-            f"{plugin.id} was defined in code; no registry carries it to {operation} from",
-            plugin_id=plugin.id,
-            step=operation,
-            hint=f"Change its code and run `%%plugin define {plugin.id}` again.",
-        )
-
-
-def _covered(plan: Plan, shown: Plan) -> bool:
-    """Whether every addition and new capability of ``plan`` was in the plan shown."""
-    for item in plan.items:
-        if not (item.action == "add" or item.new_capabilities):
-            continue
-        seen = shown.item(item.id)
-        if seen is None or (seen.action, seen.new_version) != (item.action, item.new_version):
-            return False
-        if not set(item.new_capabilities) <= set(seen.new_capabilities):
-            return False
-    return True
-
-
-def _denial_in(exc: BaseException) -> Any:
-    """The capability denial behind ``exc`` (its chain of causes), if there is one."""
-    from plugmarket.errors import CapabilityDenied
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, CapabilityDenied):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _agrees_with_literal(
-    plugin_id: str, manifest: Any, version: str | None, named: Sequence[str]
-) -> None:
-    """With a ``__plugin__`` literal in the code, ``--version`` and ``--grant`` must match it."""
-    where = f"code:{plugin_id}"
-    if version is not None and manifest.version != _version_or_none(version):
-        raise ManifestError(
-            f"{where}: the code's __plugin__ literal says version {manifest.version}, "
-            f"but it was defined as {version}",
-            path=where,
-            field="version",
-            found=version,
-            allowed=str(manifest.version),
-            hint="Change the version in the literal, or leave --version out.",
-        )
-    requested = Grants(str(c) for c in manifest.capabilities)
-    extra = [c for c in named if not requested.covers(parse_capability(c))]
-    if extra:
-        raise ManifestError(
-            f"{where}: --grant {', '.join(extra)} is not among the capabilities its "
-            "__plugin__ literal requests",
-            path=where,
-            field="capabilities",
-            found=extra,
-            allowed=", ".join(str(c) for c in manifest.capabilities) or "none",
-            hint="Add it to the literal's capabilities, or leave that --grant out.",
-        )
-
-
-def _version_or_none(text: str) -> Any:
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def _pinned(plan: Plan, spec: Any) -> Plan:
-    """The plan with each plugin's grants from the lockfile, after checking that the
-    registry's artifact is the very one the lockfile pins."""
-    from dataclasses import replace
-
-    from plugmarket.errors import IntegrityError
-
-    pins = {p.id: p for p in spec.plugins}
-    items = []
-    for item in plan.items:
-        pin = pins.get(item.id)
-        if pin is None or item.action == "remove":
-            items.append(item)
-            continue
-        if item.sha256 and item.sha256 != pin.sha256:
-            raise IntegrityError(
-                f"{item.id} {item.new_version}: the registry's artifact is not the one the "
-                "lockfile pins",
-                subject=item.id,
-                expected=pin.sha256,
-                actual=item.sha256,
-                hint="The registry changed this version's bytes; do not trust it.",
-            )
-        granted = tuple(pin.grants)
-        new = tuple(c for c in granted if c not in _already_granted(plan, item.id))
-        items.append(replace(item, grants=granted, new_capabilities=new, explicit=pin.explicit))
-    return Plan(plan.operation, tuple(items), skipped=plan.skipped)
-
-
-def _already_granted(plan: Plan, plugin_id: str) -> tuple[str, ...]:
-    item = plan.item(plugin_id)
-    if item is None or item.action == "add":
-        return ()
-    return tuple(c for c in item.grants if c not in item.new_capabilities)
-
-
-def _code_artifact(code: str, plugin_id: str, version: str | None, caps: Sequence[str]) -> bytes:
-    """The code as a one-module artifact, with a ``__plugin__`` literal appended if it has none.
-
-    Appended, not prepended, so line numbers in tracebacks are the cell's.
-    """
-    import re
-
-    if re.search(r"^__plugin__\s*(:[^=]*)?=", code, re.M):
-        return code.encode()
-    literal = {"id": plugin_id, "version": version or "0.0.0", "capabilities": list(caps)}
-    return f"{code.rstrip()}\n\n__plugin__ = {literal!r}\n".encode()
-
-
-def _configured(*, home: str | Path | None, registry: str | None) -> Settings:
-    from plugmarket.config import load_settings
-
-    return load_settings(home=home, registry=registry)
-
-
-def _requirement(plugin_id: str, version: str | None) -> str:
-    plugin_id = validate_id(normalize_id(plugin_id), field_name="plugin id")
-    return plugin_id if version is None else f"{plugin_id}=={version}"
-
-
-def _summary(plan: Plan) -> str:
-    return "; ".join(item.describe() for item in plan.items)
-
-
-def _user_id(home: Path) -> str:
-    """A stable id for this home, for rollout buckets (made once, kept in the home)."""
-    path = home / "user-id"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".user-id.{os.getpid()}.{uuid.uuid4().hex}")
-        tmp.write_text(f"{getpass.getuser()}@{socket.gethostname()}/{uuid.uuid4().hex}\n")
-        try:
-            os.link(tmp, path)  # atomic, and refused if another process made it first
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip()
+        return self._books.operation(operation, subject, generation)
