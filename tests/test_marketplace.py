@@ -300,3 +300,18 @@ def test_statistics_that_cannot_be_written_do_not_fail_a_committed_install(
     assert [p.id for p in market.installed()] == ["units"]
     assert market.audit(1)[0].result == "ok"
     assert "could not record statistics" in caplog.text
+
+
+def test_applying_a_lockfile_with_a_disabled_plugin_audits_everything_it_changed(
+    home: Path, tmp_path: Path
+) -> None:
+    market = Marketplace(home, live=False)
+    market.install("csv-preview", yes=True)
+    market.disable("csv-preview")
+    lockfile = tmp_path / "plugins.lock"
+    lockfile.write_bytes(market.lock())
+    other = Marketplace(tmp_path / "other", live=False)
+    other.apply_lock(lockfile, yes=True)
+    entry = next(e for e in other.audit(10) if e.operation == "apply_lock")
+    assert entry.result == "ok"
+    assert {p.id for p in entry.plugins} == {"csv-preview", "table-kit"}

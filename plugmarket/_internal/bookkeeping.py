@@ -58,15 +58,18 @@ class Bookkeeping:
             subject: What it was asked for (a plugin id, ``"all"``, a path).
             generation: Gives the current generation's number after success, if known.
         """
-        self.changed = []
+        outer, self.changed = self.changed, []  # an operation may run others (apply_lock)
         try:
-            yield
-        except ConsentRequired:
-            raise  # nothing happened yet: the surface asks and calls again
-        except PlugmarketError as exc:
-            self.audit(operation, subject, f"error: {exc.message}")
-            raise
-        self.audit(operation, subject, "ok", changed=self.changed, generation=generation())
+            try:
+                yield
+            except ConsentRequired:
+                raise  # nothing happened yet: the surface asks and calls again
+            except PlugmarketError as exc:
+                self.audit(operation, subject, f"error: {exc.message}")
+                raise
+            self.audit(operation, subject, "ok", changed=self.changed, generation=generation())
+        finally:
+            self.changed = outer + self.changed  # the enclosing operation changed them too
 
     def audit(
         self,
