@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from plugmarket.errors import ConsentRequired
 
 if TYPE_CHECKING:
-    from plugmarket._internal.fetch import Progress
     from plugmarket.marketplace import Marketplace
 
 __all__ = ["USER_VERBS", "plain_data"]
@@ -30,32 +29,12 @@ Run = Callable[[argparse.Namespace], int]
 
 
 def _market(args: argparse.Namespace) -> Marketplace:
+    from plugmarket._internal.progress import download_bar
     from plugmarket.marketplace import Marketplace
 
     return Marketplace(
-        args.home, registry=args.global_registry, live=False, surface="cli", progress=_bar
+        args.home, registry=args.global_registry, live=False, surface="cli", progress=download_bar
     )
-
-
-def _bar(plugin_id: str, size: int) -> Progress:
-    """A tqdm progress bar for one download, on stderr (quiet when not a terminal)."""
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=size or None,
-        unit="B",
-        unit_scale=True,
-        desc=plugin_id,
-        leave=False,
-        disable=not sys.stderr.isatty(),
-    )
-
-    def update(received: int, total: int | None) -> None:
-        bar.update(received - bar.n)
-        if total is not None and received >= total:
-            bar.close()
-
-    return update
 
 
 def plain_data(value: Any) -> Any:

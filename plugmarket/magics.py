@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.core.magic_arguments import MagicArgumentParser
 
-    from plugmarket._internal.fetch import Progress
     from plugmarket.marketplace import Marketplace
     from plugmarket.plan import Plan
 
@@ -113,11 +112,12 @@ class PluginMagics(Magics):
     def market(self) -> Marketplace:
         """The facade, made on the first verb (with the kernel's config and environment)."""
         if self._market is None:
+            from plugmarket._internal.progress import download_bar
             from plugmarket.host import IPythonHost
             from plugmarket.marketplace import Marketplace
 
             self._market = Marketplace(
-                surface="magic", host=IPythonHost(self.ip), progress=_progress_bar
+                surface="magic", host=IPythonHost(self.ip), progress=download_bar
             )
         return self._market
 
@@ -536,31 +536,3 @@ def _widgets_work(shell: InteractiveShell) -> bool:
     from importlib.util import find_spec
 
     return getattr(shell, "kernel", None) is not None and find_spec("ipywidgets") is not None
-
-
-def _progress_bar(plugin_id: str, size: int) -> Progress:
-    """A download bar: a widget in a notebook, text on a terminal; made at the first bytes,
-    so a download that reports no progress (a registry folder) leaves nothing behind."""
-    bars: list[Any] = []
-
-    def update(received: int, total: int | None) -> None:
-        if not bars:
-            from tqdm.auto import tqdm
-
-            quiet = "ipykernel" not in sys.modules and not sys.stderr.isatty()
-            bars.append(
-                tqdm(
-                    total=total or size or None,
-                    unit="B",
-                    unit_scale=True,
-                    desc=plugin_id,
-                    leave=False,
-                    disable=quiet,
-                )
-            )
-        bar = bars[0]
-        bar.update(received - bar.n)
-        if total is not None and received >= total:
-            bar.close()
-
-    return update
