@@ -65,9 +65,10 @@ def _show(args: argparse.Namespace, result: Any) -> int:
     return 0
 
 
-def _with_consent(args: argparse.Namespace, act: Callable[[bool], Any]) -> int:
+def _with_consent(args: argparse.Namespace, act: Callable[..., Any]) -> int:
+    """``act(yes=...)``, a facade verb; at a terminal prompt, the plan shown is the one applied."""
     try:
-        result = act(bool(getattr(args, "yes", False)))
+        result = act(yes=bool(getattr(args, "yes", False)))
     except ConsentRequired as needed:
         print(str(needed.plan))
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -79,7 +80,7 @@ def _with_consent(args: argparse.Namespace, act: Callable[[bool], Any]) -> int:
         if input("Apply this plan? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
-        result = act(True)
+        result = act(yes=True, consent=needed.plan)
     print(str(result))
     return 0
 
@@ -122,12 +123,12 @@ def _versions(args: argparse.Namespace) -> int:
 
 def _install(args: argparse.Namespace) -> int:
     market = _market(args)
-    return _with_consent(args, lambda yes: market.install(args.id, args.version, yes=yes))
+    return _with_consent(args, lambda **kw: market.install(args.id, args.version, **kw))
 
 
 def _update(args: argparse.Namespace) -> int:
     market = _market(args)
-    return _with_consent(args, lambda yes: market.update(args.id, args.version, yes=yes))
+    return _with_consent(args, lambda **kw: market.update(args.id, args.version, **kw))
 
 
 def _uninstall(args: argparse.Namespace) -> int:
@@ -209,7 +210,7 @@ def _lock(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     market = _market(args)
-    return _with_consent(args, lambda yes: market.apply_lock(args.lockfile, yes=yes))
+    return _with_consent(args, lambda **kw: market.apply_lock(args.lockfile, **kw))
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -125,3 +125,48 @@ def test_the_terminal_reads_ipython_and_jupyter_server_config(tmp_path: Path) ->
     (config / "jupyter" / "jupyter_server_config.py").write_text("c.Plugmarket.cache_ttl = -1\n")
     bad = plugmarket(tmp_path / "home", "config", config=config)
     assert bad.returncode == 1 and "cache_ttl" in bad.stderr
+
+
+def _at_a_terminal(home: Path, answer: str, *args: str) -> tuple[int, str]:
+    """Run the console script on a pseudo-terminal (stdin, stdout and stderr, where
+    ``input()`` writes its prompt), answering the consent prompt."""
+    import pty
+
+    main, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGMARKET_")}
+    env["IPYTHONDIR"] = str(home.parent / "no-config" / "ipython")
+    env["JUPYTER_CONFIG_DIR"] = str(home.parent / "no-config" / "jupyter")
+    with subprocess.Popen(
+        [sys.executable, "-m", "plugmarket", "--home", str(home), *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+    ) as proc:
+        os.close(child)
+        seen = b""
+        while b"[y/N]" not in seen:
+            chunk = os.read(main, 4096)
+            assert chunk, seen
+            seen += chunk
+        os.write(main, answer.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        code = proc.wait(timeout=60)
+    os.close(main)
+    return code, seen.decode(errors="replace")
+
+
+def test_a_terminal_is_asked_and_the_plan_it_saw_is_applied(tmp_path: Path) -> None:
+    code, shown = _at_a_terminal(tmp_path / "home", "n", "install", "csv-preview")
+    assert code == 1 and "add csv-preview 1.0.0" in shown and "nothing changed" in shown
+    assert "csv-preview" not in ok(tmp_path / "home", "list")
+    code, shown = _at_a_terminal(tmp_path / "home", "y", "install", "csv-preview")
+    assert code == 0, shown
+    assert "csv-preview" in ok(tmp_path / "home", "list")
