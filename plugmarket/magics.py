@@ -370,15 +370,17 @@ def _check(m: PluginMagics, a: argparse.Namespace) -> None:
 
 
 def _config(m: PluginMagics, a: argparse.Namespace) -> Any:
-    from plugmarket.config import change_setting, describe_settings
+    from plugmarket.config import describe_settings
 
     market = m.market
     if a.key is None:
         return describe_settings(market.settings)
+    if a.value is not None:
+        market.configure(a.key, a.value)
+    shown = describe_settings(market.settings, only=a.key)
     if a.value is None:
-        return describe_settings(market.settings, only=a.key)
-    market.reconfigure(change_setting(market.settings, a.key, a.value))
-    print(f"{describe_settings(market.settings, only=a.key)!r} (for this kernel)")
+        return shown
+    print(f"{shown!r} (for this kernel)")
     return None
 
 

@@ -133,22 +133,26 @@ class Marketplace:
             self._live = LiveSet(self.settings, host=self._host, audit=self._books.denial)
         return self._live
 
-    def reconfigure(self, settings: Settings) -> None:
-        """Use ``settings`` from now on (``%plugin config``); the home must stay the same.
+    def configure(self, key: str, value: str) -> Settings:
+        """Change one setting for this Marketplace from now on (``%plugin config KEY VALUE``).
 
-        The registry client and the installer are made anew on their next use;
-        the live plugins stay loaded.
+        ``value`` is read and checked as the ``c.Plugmarket`` trait of that name
+        is (``registry`` replaces the registries, keeping keys configured for
+        that URL). The registry client and the installer are made anew on their
+        next use; live plugins stay loaded.
+
+        Raises:
+            PlugmarketError: the key cannot change at run time (the home, the
+                capability cap...), or the value is invalid.
         """
-        if settings.home != self.settings.home:
-            raise PlugmarketError(
-                "the home cannot change while plugins from it are live",
-                hint="Set PLUGMARKET_HOME (or c.Plugmarket.home) and restart the kernel.",
-            )
+        from plugmarket.config import change_setting
+
+        self.settings = change_setting(self.settings, key, value)  # never the home
         self.close()
-        self.settings = settings
         self._installer = None
         if self._live is not None:
-            self._live.settings = settings
+            self._live.settings = self.settings
+        return self.settings
 
     def close(self) -> None:
         """Release the registry client's connections."""
