@@ -158,3 +158,29 @@ def test_work_started_while_the_interpreter_shuts_down_runs_inline(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[5]"
+
+
+def test_an_owed_file_is_fsynced_with_its_folder_by_the_next_batch_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal.http_cache import DiskCache
+
+    flushed: list[Path] = []
+    real_file, real_dir = durable.fsync_file, durable.fsync_dir
+    monkeypatch.setattr(durable, "fsync_file", lambda p: (flushed.append(p), real_file(p)))
+    monkeypatch.setattr(durable, "fsync_dir", lambda p: (flushed.append(p), real_dir(p)))
+    cache = DiskCache(tmp_path / "registry")
+    cache.write_state({"version": 7})  # the trusted version: owed, not flushed yet
+    assert flushed == [] and cache.read_state() == {"version": 7}
+    batch = tmp_path / "journal"
+    batch.write_bytes(b"{}")
+    durable.sync_all([batch], [])
+    state = tmp_path / "registry" / "state.json"
+    assert sorted(map(str, flushed)) == sorted(map(str, [batch, state, state.parent]))
+    flushed.clear()
+    durable.sync_all([batch], [])  # paid once
+    assert flushed == [batch]
+    cache.write_state({"version": 8})
+    cache.root.joinpath("state.json").unlink()  # a cleared cache: nothing to flush, no error
+    durable.sync_all([], [])
+    assert flushed[1:] == [state, state.parent]

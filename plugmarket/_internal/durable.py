@@ -17,6 +17,13 @@ journal's fsyncs) on a second pool of :data:`JOB_THREADS` threads
 all Python (unpacking) stays on the caller's thread: on another thread it only
 contends for the GIL, and each hand-off waits for a core on a busy machine.
 
+A small file whose durability can wait for the next batch (the registry's
+highest trusted index version) is written without an fsync and noted with
+:func:`owe`: the next :func:`sync_all` in the process (an install's journal,
+which overlaps its downloads) fsyncs it and its folder along with its own
+files, so it is on the disk before any generation that relied on it is
+switched to, without a wait of its own.
+
 Code that writes many files for one batch (the store unpacking an artifact)
 runs under :func:`deferred`: on that thread, :func:`fsync_dir` and
 :func:`fsync_written` then note what they would flush instead of flushing it,
@@ -36,6 +43,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -55,6 +63,7 @@ __all__ = [
     "fsync_file",
     "fsync_written",
     "gather",
+    "owe",
     "submit",
     "sync_all",
     "write_temp",
@@ -160,8 +169,16 @@ def write_temp(path: Path, data: bytes, *, sync: bool = True) -> Path:
     return tmp
 
 
+def owe(path: Path) -> None:
+    """Note a file written and renamed into place without an fsync: the next
+    :func:`sync_all` in this process fsyncs it and its folder (best effort)."""
+    with _owed_lock:
+        _owed.add(Path(path))
+
+
 def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
-    """fsync ``files`` and ``folders`` (best effort, as :func:`fsync_dir`), concurrently.
+    """fsync ``files`` and ``folders`` (best effort, as :func:`fsync_dir`), concurrently,
+    with whatever :func:`owe` noted since the last batch.
 
     Returns when every one is done, so the caller may then rely on all of them.
 
@@ -170,8 +187,19 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
     """
     jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
     jobs += [functools.partial(fsync_dir, d) for d in folders]
+    with _owed_lock:
+        owed = sorted(_owed)
+        _owed.clear()
+    jobs += [functools.partial(_fsync_owed, f) for f in owed]
+    jobs += [functools.partial(fsync_dir, d) for d in sorted({f.parent for f in owed})]
     if jobs:
         gather([_start("sync", SYNC_THREADS, job) for job in jobs[1:]], first=jobs[0])
+
+
+def _fsync_owed(path: Path) -> None:
+    """fsync a file noted by :func:`owe`, unless it is gone (a cache may be cleared)."""
+    with contextlib.suppress(FileNotFoundError):
+        fsync_file(path)
 
 
 def submit(job: Callable[[], T]) -> Future[T]:
@@ -223,6 +251,8 @@ def gather(futures: Sequence[Future[T]], *, first: Callable[[], T] | None = None
     return results
 
 
+_owed: set[Path] = set()
+_owed_lock = threading.Lock()
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 _on_job_thread = threading.local()
@@ -245,8 +275,9 @@ def _mark_job_thread() -> None:
 
 
 def _forget_pools() -> None:
-    global _pools_lock
+    global _pools_lock, _owed_lock
     _pools_lock = threading.Lock()
+    _owed_lock = threading.Lock()
     _pools.clear()
 
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plugmarket._internal.durable import owe
+
 __all__ = ["CacheEntry", "DiskCache", "atomic_write", "cache_folder"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -91,7 +93,8 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
     ``durable`` adds an ``fsync`` before the rename. Cached bodies do without:
     every read checks them against their recorded sha256, so a file a crash
     left short is refetched, never trusted. The trusted-version state, which
-    rollback protection rests on, is written durably.
+    rollback protection rests on, is owed to the next durable batch
+    (:meth:`DiskCache.write_state`).
     """
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -215,9 +218,20 @@ class DiskCache:
         return state if isinstance(state, dict) else {}
 
     def write_state(self, state: Mapping[str, Any]) -> None:
-        """Replace the persisted state atomically."""
+        """Replace the persisted state atomically.
+
+        Its fsync (and its folder's) is owed to the process's next durable
+        batch (:func:`plugmarket._internal.durable.owe`): an install's journal,
+        written before any store entry, so the highest trusted version is on
+        the disk before a generation that relied on it can be switched to. A
+        power cut between a search and the next install can forget it, as if
+        that index had not been seen; an older index must still be signed and
+        unexpired to be taken then.
+        """
         data = json.dumps(dict(state), sort_keys=True).encode("utf-8")
-        atomic_write(self.root / "state.json", data, durable=True)
+        path = self.root / "state.json"
+        atomic_write(path, data)
+        owe(path)
 
     # --- paths ----------------------------------------------------------------
 
