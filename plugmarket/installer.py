@@ -362,7 +362,8 @@ class Installer:
         unpacked into temporary store folders (without fsyncs); the new entries,
         the store folder, the generation file (written in place, under a number
         nothing reads yet), its folder and the staged ``current`` are fsynced in
-        one batch, before the live swap and before ``current`` is renamed.
+        one batch, which runs while the live plugins swap and is waited for
+        before ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
@@ -397,14 +398,18 @@ class Installer:
                 folders += entry_folders
             generation = Generation(new_number, build(), parent=parent, reason=reason)
             files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
-            durable.sync_all(files, [*folders, self.gens.folder])
-            faults("generation-temp-written")
-            self.gens.publish(new_number)
-            faults("generation-written")
+            # The batch waits for the disk while the live plugins swap here: the swap
+            # relies on nothing durable, and `current` is renamed only after both.
+            batch = durable.start_sync(files, [*folders, self.gens.folder])
+            started += batch
             if live is not None:
                 live.sync(generation, self.files)
                 swapped = True
                 faults("live-swapped")
+            durable.gather(batch)
+            faults("generation-temp-written")
+            self.gens.publish(new_number)
+            faults("generation-written")
             faults("current-temp-written")
             self.gens.publish_switch()
             faults("current-switched")

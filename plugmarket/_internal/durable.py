@@ -64,6 +64,7 @@ __all__ = [
     "fsync_written",
     "gather",
     "owe",
+    "start_sync",
     "submit",
     "sync_all",
     "write_temp",
@@ -185,6 +186,18 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
     Raises:
         OSError: a file could not be flushed (raised after every fsync has finished).
     """
+    jobs = _sync_jobs(files, folders)
+    if jobs:
+        gather([_start("sync", SYNC_THREADS, job) for job in jobs[1:]], first=jobs[0])
+
+
+def start_sync(files: Sequence[Path], folders: Sequence[Path]) -> list[Future[None]]:
+    """Start :func:`sync_all`'s fsyncs and return at once; :func:`gather` the futures
+    before relying on any of them (and before removing what they flush)."""
+    return [_start("sync", SYNC_THREADS, job) for job in _sync_jobs(files, folders)]
+
+
+def _sync_jobs(files: Sequence[Path], folders: Sequence[Path]) -> list[Callable[[], None]]:
     jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
     jobs += [functools.partial(fsync_dir, d) for d in folders]
     with _owed_lock:
@@ -192,8 +205,7 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
         _owed.clear()
     jobs += [functools.partial(_fsync_owed, f) for f in owed]
     jobs += [functools.partial(fsync_dir, d) for d in sorted({f.parent for f in owed})]
-    if jobs:
-        gather([_start("sync", SYNC_THREADS, job) for job in jobs[1:]], first=jobs[0])
+    return jobs
 
 
 def _fsync_owed(path: Path) -> None:
