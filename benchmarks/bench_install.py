@@ -170,22 +170,49 @@ def uv_command(uv: str, target: Path, index: str, project: str) -> list[str]:
     ]
 
 
+def serve_forever(www: Path) -> None:
+    """The server's own process: ``www`` over HTTP, ``www/simple/<project>.html`` as PEP 503 pages."""
+    server = LoopbackServer(www).start()
+    for page in (www / "simple").glob("*.html"):
+        server.route(f"/simple/{page.stem}/", serve(page.read_bytes(), "text/html"))
+    print(server.url(), flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+    server.stop()
+
+
+def start_server(www: Path) -> tuple[subprocess.Popen[str], str]:
+    """Serve ``www`` from another process, as a registry is: the server's work then
+    competes with no side's interpreter, and every side waits for it the same way."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(www)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert child.stdout is not None
+    url = child.stdout.readline().strip()
+    if not url:
+        raise SystemExit("the benchmark's HTTP server did not start")
+    return child, url
+
+
 def run(rounds: int, work: Path) -> dict[str, float]:
     sources = write_sources(work / "src")
-    registry = work / "www" / "registry"
+    www = work / "www"
     key, pub = generate_keypair(work / "bench")
     for pkg in sources.values():
-        publish(pkg, registry, key=key)
-    pages = write_wheels(sources, work / "www")
-    server = LoopbackServer(work / "www").start()
-    for pid, page in pages.items():
-        server.route(f"/simple/{pid}/", serve(page, "text/html"))
+        publish(pkg, www / "registry", key=key)
+    (www / "simple").mkdir()
+    for pid, page in write_wheels(sources, www).items():
+        (www / "simple" / f"{pid}.html").write_bytes(page)
+    server, url = start_server(www)
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     try:
         settings = Settings(
-            registries=(RegistryConfig(server.url("registry/"), trusted_keys=(str(pub),)),),
+            registries=(RegistryConfig(url + "registry/", trusted_keys=(str(pub),)),),
         )
-        index = server.url("simple/")
+        index = url + "simple/"
         cases: dict[str, Callable[[int], float]] = {}
 
         def market_case(plugin_id: str) -> Callable[[int], float]:
@@ -226,14 +253,20 @@ def run(rounds: int, work: Path) -> dict[str, float]:
                 samples[name].append(once(i))
         return {name: median_ms(values) for name, values in samples.items()}
     finally:
-        server.stop()
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/install.json"))
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the server's process
     args = parser.parse_args()
+    if args.serve is not None:
+        serve_forever(args.serve)
+        return
     load = [os.getloadavg()[0]]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="plugmarket-bench-") as tmp:
         result = run(args.rounds, Path(tmp))
