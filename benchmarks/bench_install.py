@@ -171,7 +171,7 @@ def uv_command(uv: str, target: Path, index: str, project: str) -> list[str]:
 
 
 def serve_forever(www: Path) -> None:
-    """The server's own process: ``www`` over HTTP, ``www/simple/<project>.html`` as PEP 503 pages."""
+    """The server's own process: ``www`` over HTTP, ``www/simple/<name>.html`` as PEP 503 pages."""
     server = LoopbackServer(www).start()
     for page in (www / "simple").glob("*.html"):
         server.route(f"/simple/{page.stem}/", serve(page.read_bytes(), "text/html"))
