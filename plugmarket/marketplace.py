@@ -16,6 +16,7 @@ Registries, the installer and the records are created on first use, so a
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -33,7 +34,7 @@ from plugmarket._internal.consent import (
     summary,
     within_cap,
 )
-from plugmarket._internal.home_settings import settings_for
+from plugmarket._internal.home_settings import settings_for, user_id
 from plugmarket._internal.installed import LOCAL
 from plugmarket.capabilities import parse_capability
 from plugmarket.errors import InstallError, PlugmarketError
@@ -507,6 +508,7 @@ class Marketplace:
                 installed=self.installer.current(),
                 settings=self.settings,
                 operation=operation,
+                rollout_id=functools.partial(user_id, self.settings.home),
                 **options,
             )
         return resolution.plan

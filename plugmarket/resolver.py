@@ -24,7 +24,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
@@ -195,6 +196,7 @@ def resolve(
     remove: Collection[str] = (),
     operation: str = "install",
     max_rounds: int = MAX_ROUNDS,
+    rollout_id: Callable[[], str] | None = None,
 ) -> Resolution:
     """Find versions satisfying the requests, the installed set and every rule, as a plan.
 
@@ -214,6 +216,9 @@ def resolve(
         operation: The plan's operation (``"install"``, ``"update"``, ...).
         max_rounds: resolvelib's budget of decisions and backjumps before it
             gives up (about half a millisecond each on a 1,000-plugin graph).
+        rollout_id: Gives the rollout bucket's id when ``settings.user_id`` is
+            empty (a home's stable id); called only if a version is being
+            rolled out, at most once.
 
     Returns:
         The chosen versions, the plugins kept and the plan.
@@ -245,7 +250,7 @@ def resolve(
     movable -= local
     provider = PluginProvider(
         catalog,
-        _policy(settings),
+        _policy(settings, rollout_id),
         installed=staying,
         locked=frozenset((set(staying) - movable - set(asked)) | local),
         upgrade=frozenset(movable & set(staying)),
@@ -297,9 +302,12 @@ def resolve(
 _ANY = SpecifierSet()
 
 
-def _policy(settings: Settings) -> Policy:
+def _policy(settings: Settings, rollout_id: Callable[[], str] | None) -> Policy:
     cap = None if settings.capability_cap is None else Grants(settings.capability_cap)
-    return Policy(channel=settings.channel, user_id=settings.user_id or ANONYMOUS, cap=cap)
+    user: str | Callable[[], str] = settings.user_id or ANONYMOUS
+    if not settings.user_id and rollout_id is not None:
+        user = functools.cache(rollout_id)
+    return Policy(channel=settings.channel, user_id=user, cap=cap)
 
 
 def _request(text: str) -> Req:

@@ -315,3 +315,39 @@ def test_applying_a_lockfile_with_a_disabled_plugin_audits_everything_it_changed
     entry = next(e for e in other.audit(10) if e.operation == "apply_lock")
     assert entry.result == "ok"
     assert {p.id for p in entry.plugins} == {"csv-preview", "table-kit"}
+
+
+def test_the_homes_rollout_id_is_made_only_when_a_version_is_being_rolled_out(
+    tmp_path: Path, home: Path
+) -> None:
+    from plugmarket._internal.resolution_provider import rollout_bucket
+    from plugmarket._internal.signing import generate_keypair
+    from plugmarket.publish import publish
+    from plugmarket.settings import RegistryConfig, Settings
+    from tests.support.plugins import write_plugin
+
+    registry = tmp_path / "registry"
+    key, pub = generate_keypair(tmp_path / "team")
+    for plugin_id, version, share in [("plain", "1.0", None), ("units", "1.0", None)]:
+        publish(
+            write_plugin(tmp_path / f"{plugin_id}-{version}", plugin_id, version=version),
+            registry,
+            key=key,
+            rollout=share,
+        )
+    publish(
+        write_plugin(tmp_path / "units-1.1", "units", version="1.1"), registry, key=key, rollout=0.5
+    )
+    registries = (RegistryConfig(str(registry), trusted_keys=(str(pub),)),)
+    market = Marketplace(settings=Settings(home=home, registries=registries), host=PlainHost())
+    market.install("plain", yes=True)
+    assert not (home / "user-id").exists()  # nothing was being rolled out
+    market.install("units", yes=True)
+    made = (home / "user-id").read_text().strip()
+    assert made
+    expected = "1.1" if rollout_bucket(made, "units", "1.1") < 0.5 else "1.0"
+    assert {p.id: p.version for p in market.installed()}["units"] == expected
+    # The same home keeps its id, so it keeps its answer.
+    again = Marketplace(settings=Settings(home=home, registries=registries), host=PlainHost())
+    assert again.update("units", yes=True).empty
+    assert (home / "user-id").read_text().strip() == made

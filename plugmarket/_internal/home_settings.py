@@ -29,8 +29,9 @@ __all__ = ["settings_for", "user_id"]
 def settings_for(
     settings: Settings | None, *, home: str | Path | None, registry: str | None
 ) -> Settings:
-    """The settings to use: ``settings`` (or the configured ones) with ``home``,
-    ``registry`` and the home's user id applied."""
+    """The settings to use: ``settings`` (or the configured ones) with ``home`` and
+    ``registry`` applied. The home's user id is left to the resolver, which
+    reads (or makes) it only when a version is being rolled out."""
     from plugmarket.settings import from_env
 
     if settings is None:
@@ -39,8 +40,6 @@ def settings_for(
         settings = load_settings(home=home, registry=registry)
     else:
         settings = from_env({}, home=home, registry=registry, base=settings)
-    if not settings.user_id:
-        settings = settings.replace(user_id=user_id(settings.home))
     return settings
 
 

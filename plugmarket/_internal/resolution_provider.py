@@ -37,7 +37,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -207,8 +207,11 @@ class Policy:
     """What the user may be offered: channel, rollout bucket, the admin's capability cap."""
 
     channel: str = STABLE
-    user_id: str = ANONYMOUS
+    user_id: str | Callable[[], str] = ANONYMOUS  # or made when first needed (a home's id)
     cap: Grants | None = None
+
+    def _user(self) -> str:
+        return self.user_id() if callable(self.user_id) else self.user_id
 
     def refusal(self, offer: Offer, *, pinned: bool) -> Refusal | None:
         """Why ``offer`` is not offered to this user (None: it is), in a few words.
@@ -243,7 +246,7 @@ class Policy:
         rolled_out = (
             share is None
             or share >= 1
-            or rollout_bucket(self.user_id, offer.id, offer.version) < share
+            or rollout_bucket(self._user(), offer.id, offer.version) < share
         )
         if not rolled_out:
             return Refusal("rollout", "not yet rolled out to you")
