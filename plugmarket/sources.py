@@ -28,6 +28,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -38,7 +39,7 @@ import time
 import types
 import urllib.parse
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 
     from plugmarket.settings import Settings
 
-__all__ = ["PluginFiles", "Source", "unpack_artifact"]
+__all__ = ["PluginFiles", "Source", "Unpacked", "unpack_artifact"]
 
 _LITERAL = re.compile(r"^__plugin__\s*(:[^=]*)?=", re.M)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -359,7 +360,7 @@ def _folder(folder: Path, top: str, origin: str) -> PluginFiles:
         known = _folder_memo.get(key)
         if known is not None and known[0] == tuple(stamps):
             return known[1]
-        digest = _tree_sha256((rel, Path(full).read_bytes()) for rel, full in files)
+        digest = cachedir.tree_sha256((rel, Path(full).read_bytes()) for rel, full in files)
     except OSError as exc:
         raise SourceError(
             f"{folder}: cannot read the plugin's files: {exc.strerror or exc}",
@@ -375,14 +376,6 @@ def _folder(folder: Path, top: str, origin: str) -> PluginFiles:
     else:
         _folder_memo.pop(key, None)
     return result
-
-
-def _tree_sha256(entries: Iterable[tuple[str, bytes]]) -> str:
-    digest = hashlib.sha256()
-    for rel, data in entries:
-        digest.update(b"%s\0%d\0" % (os.fsencode(rel), len(data)))
-        digest.update(data)
-    return digest.hexdigest()
 
 
 # --- code and single files ----------------------------------------------------------
@@ -416,14 +409,20 @@ def _code(src: Source, settings: Settings) -> PluginFiles:
 
 
 def _single_file(
-    data: bytes,
-    name: str,
-    manifest: Manifest,
-    origin: str,
-    settings: Settings,
-    cache: Path | None = None,
+    data: bytes, name: str, manifest: Manifest, origin: str, settings: Settings
 ) -> PluginFiles:
-    """Store one module in the cache (or ``cache``), keyed by its name and bytes."""
+    """Store one module in the cache, keyed by its name and bytes."""
+    _check_module_size(data, origin, settings)
+
+    def fill(tmp: Path) -> None:
+        (tmp / name).write_bytes(data)
+
+    root, _ = cachedir.store_tree(_cache(settings), cachedir.tree_sha256([(name, data)]), fill)
+    manifest = dataclasses.replace(manifest, path=str(root / name))
+    return PluginFiles(root, name[:-3], manifest, hashlib.sha256(data).hexdigest(), origin)
+
+
+def _check_module_size(data: bytes, origin: str, settings: Settings) -> None:
     if len(data) > settings.max_plugin_size:
         raise SourceError(
             f"{origin}: the code is {len(data)} bytes, more than max_plugin_size "
@@ -432,55 +431,115 @@ def _single_file(
             hint="Split the plugin, or ask an admin to raise max_plugin_size.",
         )
 
-    def fill(tmp: Path) -> None:
-        (tmp / name).write_bytes(data)
 
-    folder = _cache(settings) if cache is None else cache
-    root, _ = cachedir.store_tree(folder, _tree_sha256([(name, data)]), fill)
-    manifest = dataclasses.replace(manifest, path=str(root / name))
-    return PluginFiles(root, name[:-3], manifest, hashlib.sha256(data).hexdigest(), origin)
+@dataclass(frozen=True)
+class Unpacked:
+    """An artifact unpacked by :func:`unpack_artifact` into the caller's folder.
+
+    Attributes:
+        files: The plugin; its root is the folder.
+        member: Where its manifest was read (or made) from, relative to the folder.
+        written: Every file written, as ``(posix path relative to the folder,
+            contents)``, the contents ``None`` past the ``keep`` bytes asked for.
+    """
+
+    files: PluginFiles
+    member: str
+    written: tuple[tuple[str, bytes | None], ...]
 
 
 def unpack_artifact(
-    data: bytes, name: str, folder: Path, settings: Settings, *, where: str = "", origin: str = ""
-) -> PluginFiles:
-    """Check an artifact's bytes and unpack them into a new entry under ``folder``.
+    data: bytes,
+    name: str,
+    dest: Path,
+    settings: Settings,
+    *,
+    sha256: str = "",
+    where: str = "",
+    origin: str = "",
+    keep: int = 0,
+) -> Unpacked:
+    """Check an artifact's bytes and unpack them straight into ``dest``.
 
     The same archive checks and manifest rules as :meth:`Source.materialize`
     apply; the installer's store uses this for artifacts it has already
-    verified by hash. The entry is ``folder/<key>/``, written atomically.
+    verified by hash. ``dest`` is an empty folder the caller made and owns:
+    nothing here is fsynced (the caller fsyncs :attr:`Unpacked.written` and
+    the folders holding them), and on any failure the caller removes ``dest``
+    (a refused archive is refused before anything is written, but one that
+    inflates past what it declares is stopped part-way).
 
     Args:
         data: The artifact's bytes.
         name: Its file name; the suffix (``.py``, ``.zip``, ``.whl``) decides how it is read.
-        folder: The content-addressed folder that receives the entry.
+        dest: The empty folder that receives the plugin.
         settings: The caps on unpacked size and entry count.
+        sha256: The bytes' sha256, if the caller already has it.
         where: Where the artifact came from, for messages (default: ``name``).
         origin: Recorded as :attr:`PluginFiles.origin` (default: ``where``).
+        keep: The most bytes of file contents to hand back in :attr:`Unpacked.written`.
 
     Returns:
-        The unpacked plugin, its root inside ``folder``.
+        The unpacked plugin (its root ``dest``) and the files written.
 
     Raises:
         SourceError: the name has no known suffix, or the folder cannot be written.
-        ArchiveError: the archive was refused (nothing was written).
+        ArchiveError: the archive was refused.
         ManifestError: the manifest is missing or invalid.
     """
     where = where or name
-    return _artifact(data, name, where, origin or where, settings, cache=folder)
-
-
-def _artifact(
-    data: bytes, name: str, where: str, origin: str, settings: Settings, cache: Path | None = None
-) -> PluginFiles:
-    """A downloaded or local ``.py``, ``.zip`` or ``.whl``, by its file name."""
+    origin = origin or where
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     if name.endswith(".py"):
-        module = _module_name(name[:-3], where)
-        manifest = read_manifest_text(_utf8(data, where), path=where, toml=False)
-        return _single_file(data, f"{module}.py", manifest, origin, settings, cache)
+        module, manifest = _module_file(data, name, where)
+        _check_module_size(data, origin, settings)
+        target = f"{module}.py"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(os.path.join(dest, target), flags | getattr(os, "O_BINARY", 0), 0o644)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise cachedir.write_error(dest, exc) from exc
+        manifest = dataclasses.replace(manifest, path=os.path.join(dest, target))
+        files = PluginFiles(dest, module, manifest, sha256, origin)
+        return Unpacked(files, target, ((target, data if keep >= len(data) else None),))
+    if not name.endswith(_ARCHIVES):
+        raise _unknown_kind(where, name)
+    with _checked_archive(data, name, where, settings) as (zf, listing, layout):
+        top, prefix, manifest, member = layout
+        written = archive.unpack(
+            zf,
+            listing,
+            dest,
+            max_unpacked=settings.max_unpacked_size,
+            prefix=prefix,
+            sync=False,
+            keep=keep,
+        )
+    manifest = dataclasses.replace(manifest, path=os.path.join(dest, prefix + member))
+    return Unpacked(
+        PluginFiles(dest, top, manifest, sha256, origin), prefix + member, tuple(written)
+    )
+
+
+def _artifact(data: bytes, name: str, where: str, origin: str, settings: Settings) -> PluginFiles:
+    """A downloaded or local ``.py``, ``.zip`` or ``.whl``, by its file name, in the cache."""
+    if name.endswith(".py"):
+        module, manifest = _module_file(data, name, where)
+        return _single_file(data, f"{module}.py", manifest, origin, settings)
     if name.endswith(_ARCHIVES):
-        return _unpack_archive(data, name, where, origin, settings, cache)
-    raise SourceError(
+        return _unpack_archive(data, name, where, origin, settings)
+    raise _unknown_kind(where, name)
+
+
+def _module_file(data: bytes, name: str, where: str) -> tuple[str, Manifest]:
+    module = _module_name(name[:-3], where)
+    return module, read_manifest_text(_utf8(data, where), path=where, toml=False)
+
+
+def _unknown_kind(where: str, name: str) -> SourceError:
+    return SourceError(
         f"{where}: the file name {name!r} does not end in .py, .zip or .whl",
         source=where,
         hint="plugmarket reads a plugin as a module (.py), a zip of a package, or a wheel.",
@@ -490,10 +549,14 @@ def _artifact(
 # --- archives ----------------------------------------------------------------------
 
 
-def _unpack_archive(
-    data: bytes, name: str, where: str, origin: str, settings: Settings, cache: Path | None = None
-) -> PluginFiles:
-    sha = hashlib.sha256(data).hexdigest()
+_Layout = tuple[str, str, Manifest, str]  # top, prefix, manifest, member (see _layout)
+
+
+@contextlib.contextmanager
+def _checked_archive(
+    data: bytes, name: str, where: str, settings: Settings
+) -> Iterator[tuple[zipfile.ZipFile, archive.Listing, _Layout]]:
+    """The open archive, checked, with its layout and manifest read from it."""
     with archive.open_zip(data, source=where, max_entries=settings.max_archive_entries) as zf:
         listing = archive.check_members(
             zf,
@@ -502,13 +565,20 @@ def _unpack_archive(
             max_unpacked=settings.max_unpacked_size,
         )
         wheel = archive.check_wheel(zf, listing, filename=name) if name.endswith(".whl") else None
-        top, prefix, manifest, member = _layout(zf, listing, wheel)
+        yield zf, listing, _layout(zf, listing, wheel)
+
+
+def _unpack_archive(
+    data: bytes, name: str, where: str, origin: str, settings: Settings
+) -> PluginFiles:
+    sha = hashlib.sha256(data).hexdigest()
+    with _checked_archive(data, name, where, settings) as (zf, listing, layout):
+        top, prefix, manifest, member = layout
 
         def fill(tmp: Path) -> None:
             archive.unpack(zf, listing, tmp, max_unpacked=settings.max_unpacked_size, prefix=prefix)
 
-        folder = _cache(settings) if cache is None else cache
-        root, _ = cachedir.store_tree(folder, sha, fill)
+        root, _ = cachedir.store_tree(_cache(settings), sha, fill)
     manifest = dataclasses.replace(manifest, path=str(root / (prefix + member)))
     return PluginFiles(root, top, manifest, sha, origin)
 

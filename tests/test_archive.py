@@ -309,3 +309,26 @@ def test_hostile_archive_from_a_url_writes_nothing(
     assert snapshot(tmp_path) == before
     assert caught.value.member == "../../evil.py"
     assert caught.value.source == server.url("slip.zip")
+
+
+def test_unpack_names_every_file_it_wrote_and_hands_back_contents_up_to_keep(
+    tmp_path: Path,
+) -> None:
+    entries = [("pkg/__init__.py", INIT), ("pkg/sub/a.py", "a" * 300), ("pkg/b.py", "b = 1\n")]
+    path = write_zip(tmp_path / "kept.zip", entries)
+    with zipfile.ZipFile(path) as zf:
+        listing = archive.check_members(zf, source="kept.zip", max_entries=10, max_unpacked=MiB)
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        written = archive.unpack(
+            zf, listing, dest, max_unpacked=MiB, prefix="top/", sync=False, keep=len(INIT) + 10
+        )
+    assert written == [
+        ("top/pkg/__init__.py", INIT.encode()),
+        ("top/pkg/sub/a.py", None),  # past keep: named, contents left on the disk
+        ("top/pkg/b.py", None),
+    ]
+    assert all(
+        (dest / rel).read_bytes() == data.encode()
+        for (rel, _), (_, data) in zip(written, entries, strict=True)
+    )

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from plugmarket.errors import IntegrityError, ManifestError, SourceError
+from plugmarket.errors import ArchiveError, IntegrityError, ManifestError, SourceError
 from plugmarket.settings import Settings
-from plugmarket.sources import PluginFiles, Source
+from plugmarket.sources import PluginFiles, Source, unpack_artifact
 from tests.support.httpserver import LoopbackServer, drop_connection, redirect_to
 from tests.support.simpleindex import Link, html_page, json_page, serve
 from tests.support.wheels import build_wheel, sha256_file, snapshot, write_zip
@@ -490,3 +490,52 @@ def test_published_library_wheel_from_a_pep503_index(
     assert files.sha256 == PUBLISHED_SHA256
     assert_code_at(files, "more_itertools/__init__.py", "more_itertools/more.py")
     assert "def chunked(" in (files.root / "more_itertools" / "more.py").read_text()
+
+
+# --- unpacking into the caller's folder (the installer's store) ---------------------------
+
+
+def test_an_artifact_unpacks_into_the_callers_folder_naming_every_file(
+    tmp_path: Path, settings: Settings, home: Path
+) -> None:
+    wheel = greeter_wheel(tmp_path / "w")
+    data = wheel.read_bytes()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    out = unpack_artifact(data, wheel.name, dest, settings, keep=100)
+    assert out.files.root == dest and out.files.top == "greeter"
+    assert out.files.sha256 == hashlib.sha256(data).hexdigest()
+    assert out.member == "greeter/plugin.toml"
+    assert out.files.manifest.path == str(dest / "greeter" / "plugin.toml")
+    on_disk = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert sorted(rel for rel, _ in out.written) == on_disk
+    kept = [rel for rel, contents in out.written if contents is not None]
+    assert kept and len(kept) < len(on_disk)  # contents handed back up to 100 bytes in all
+    assert all(contents == (dest / rel).read_bytes() for rel, contents in out.written if contents)
+    assert sum(len(contents or b"") for _, contents in out.written) <= 100
+    assert not (home / "cache").exists()  # straight into dest, not through the cache
+
+    module = literal("solo").encode()
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    out = unpack_artifact(module, "solo.py", solo, settings, sha256="0" * 64, keep=len(module))
+    assert out.written == (("solo.py", module),) and out.member == "solo.py"
+    assert out.files.sha256 == "0" * 64 and (solo / "solo.py").read_bytes() == module
+    with pytest.raises(SourceError, match="cannot write the plugin cache"):
+        unpack_artifact(module, "solo.py", solo, settings)  # never over an existing file
+
+
+def test_a_hostile_artifact_writes_nothing_into_the_callers_folder(
+    tmp_path: Path, settings: Settings
+) -> None:
+    data = write_zip(
+        tmp_path / "slip.zip", [("pkg/__init__.py", literal("pkg")), ("../evil.py", "x = 1\n")]
+    ).read_bytes()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveError) as caught:
+        unpack_artifact(data, "slip.zip", dest, settings, where="https://r.example/slip.zip")
+    assert caught.value.member == "../evil.py" and caught.value.source.endswith("slip.zip")
+    assert list(dest.iterdir()) == [] and not (tmp_path / "evil.py").exists()
+    with pytest.raises(SourceError, match=r"does not end in \.py, \.zip or \.whl"):
+        unpack_artifact(data, "slip.tar", dest, settings)

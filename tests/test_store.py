@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from plugmarket import load, unload
-from plugmarket._internal.store import Store, artifact_name, check_artifact
+from plugmarket._internal.store import Store, artifact_name, check_artifact, tree_digest
 from plugmarket.errors import ArchiveError, InstallError, IntegrityError
 from plugmarket.settings import Settings
 from tests.support.artifacts import make_artifact
+from tests.support.wheels import write_zip
 
 WHEEL = Path(__file__).parent / "data" / "wheels" / "more_itertools-11.2.1-py3-none-any.whl"
 
@@ -234,3 +235,76 @@ def test_an_archive_stages_and_places_in_a_home_reached_through_a_symbolic_link(
     assert created and store.verify(art.sha256) is None and store.debris() == []
     assert entry.manifest.path == str(entry.root / "linked" / "__init__.py")
     assert (tmp_path / "home" / "store" / art.sha256 / "entry.json").is_file()
+
+
+NESTED = [  # in no particular order, with names that sort around "/"
+    ("deep/sub/zz/last.py", b"LAST = 1\n"),
+    ("deep/__init__.py", b"__plugin__ = {'id': 'deep', 'version': '1.0'}\n"),
+    ("deep/sub0.py", b"ZERO = 0\n"),
+    ("deep/sub/__init__.py", b""),
+    ("deep/sub-x.py", b"X = 'x'\n"),
+    ("deep/sub/zz/a b.py", b"AB = 2\n"),
+]
+
+
+def _by_hand(entries: list[tuple[str, bytes]]) -> str:
+    """The tree digest as decision 0008 states it: sorted paths, lengths, contents."""
+    digest = hashlib.sha256()
+    for rel, data in sorted(entries):
+        digest.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("name", "entries", "under"),
+    [
+        ("deep-1.0.zip", NESTED, ""),
+        ("solo.py", [("solo.py", b"__plugin__ = {'id': 'solo', 'version': '0.3'}\nV = 3\n")], ""),
+        ("flat-1.0.zip", [(r[5:], d) for r, d in NESTED], "deep/"),  # contents at the root
+        ("intl-1.0.zip", [*NESTED, ("deep/donn\u00e9es.py", b"D = 1\n")], ""),
+        (  # past what staging keeps in memory: the big file, and all after it, read back
+            "big-1.0.zip",
+            [NESTED[1], ("deep/blob.bin", bytes(range(256)) * 36_865), NESTED[0]],
+            "",
+        ),
+    ],
+    ids=["nested-package", "single-module", "package-contents", "non-ascii-name", "large-file"],
+)
+def test_the_digest_made_while_staging_is_the_one_check_reads_from_the_disk(
+    tmp_path: Path, name: str, entries: list[tuple[str, bytes]], under: str
+) -> None:
+    if name.endswith(".py"):
+        data = entries[0][1]
+    else:
+        data = write_zip(tmp_path / name, entries).read_bytes()
+    store = _store(tmp_path / "home")
+    staged = store.stage(_sha(data), data, name, where=name, sync=False)
+    record = json.loads((staged.tmp / "entry.json").read_bytes())
+    assert record["tree"] == staged.entry.tree == _by_hand([(under + r, d) for r, d in entries])
+    assert tree_digest(staged.tmp / "tree") == (len(entries), staged.entry.tree)
+    assert record["files"] == len(entries)
+    files, folders = staged.to_sync(placed=False)
+    on_disk = list(staged.tmp.rglob("*"))
+    assert sorted(files) == sorted(p for p in on_disk if p.is_file())
+    assert folders == sorted([staged.tmp, *(p for p in on_disk if p.is_dir())])
+    entry, created = store.place(staged)
+    assert created and store.verify(entry.sha256) is None
+
+
+def test_a_temporary_name_taken_by_a_dead_process_is_skipped_and_stays_debris(
+    tmp_path: Path,
+) -> None:
+    art = make_artifact(tmp_path, "named")
+    store = _store(tmp_path / "home")
+    first = store.stage(art.sha256, art.data, art.path.name, where="n")
+    stem, _, number = first.tmp.name.rpartition("-")
+    left = {store.root / f"{stem}-{int(number) + i}" for i in (1, 2, 3)}
+    for folder in left:  # as a process with this one's id could have left them
+        folder.mkdir()
+    second = store.stage(art.sha256, art.data, art.path.name, where="n")
+    assert second.tmp.name.startswith(".tmp-") and second.tmp not in {first.tmp, *left}
+    assert set(store.debris()) == {first.tmp, second.tmp, *left}
+    store.discard(first)
+    entry, created = store.place(second)
+    assert created and store.verify(entry.sha256) is None
+    assert set(store.debris()) == left and all(not any(p.iterdir()) for p in left)

@@ -20,8 +20,9 @@ Invariants:
   enforced on the bytes actually inflated (a header that lies is caught).
 - Bytecode (``*.pyc``, ``*.pyo``, ``__pycache__/``) and a wheel's ``.data/``
   folder are never unpacked.
-- :func:`unpack` writes into a fresh folder that
-  :func:`plugmarket._internal.cachedir.store_tree` renames into place.
+- :func:`unpack` writes into a fresh folder: one that
+  :func:`plugmarket._internal.cachedir.store_tree` renames into place, or the
+  store's temporary folder (:func:`plugmarket.sources.unpack_artifact`).
 """
 
 from __future__ import annotations
@@ -328,12 +329,20 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, source: str, limi
 
 
 def unpack(
-    zf: zipfile.ZipFile, listing: Listing, dest: Path, *, max_unpacked: int, prefix: str = ""
-) -> None:
+    zf: zipfile.ZipFile,
+    listing: Listing,
+    dest: Path,
+    *,
+    max_unpacked: int,
+    prefix: str = "",
+    sync: bool = True,
+    keep: int = 0,
+) -> list[tuple[str, bytes | None]]:
     """Write the checked files of ``listing`` under ``dest`` (an empty folder).
 
-    Each file is fsynced as it is closed, or, under
-    :func:`plugmarket._internal.durable.deferred`, noted for the caller's batch.
+    With ``sync``, each file is fsynced as it is closed, or, under
+    :func:`plugmarket._internal.durable.deferred`, noted for the caller's batch;
+    without, nothing is flushed and the caller fsyncs what this returns.
 
     Args:
         zf: The open archive.
@@ -341,18 +350,27 @@ def unpack(
         dest: A fresh, empty folder.
         max_unpacked: The most bytes to write in all, counted as they inflate.
         prefix: A folder to put everything in (``"pkg/"``), or ``""``.
+        sync: fsync (or note) each file written.
+        keep: The most bytes of contents to return, in all.
+
+    Returns:
+        Every file written, in the listing's order, as ``(path relative to
+        dest, contents)``; the contents while they add up to at most ``keep``
+        bytes, ``None`` after that.
 
     Raises:
         ArchiveError: a member is corrupt or inflates past its declared size or the cap.
         SourceError: the folder cannot be written.
     """
-    base = os.path.realpath(dest)
+    base = os.path.abspath(dest)
     budget = max_unpacked
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_BINARY", 0)
     made = {base}  # folders known to exist: one mkdir per folder, not per file
+    written: list[tuple[str, bytes | None]] = []
     for path, info in listing.files:
-        target = os.path.join(base, *(prefix + path).split("/"))
+        rel = prefix + path
+        target = os.path.join(base, *rel.split("/"))
         if os.path.commonpath([base, target]) != base:  # unreachable after the checks
             raise refuse(listing.source, info.orig_filename, "would be written outside the folder")
         try:
@@ -363,17 +381,29 @@ def unpack(
             fd = os.open(target, flags, 0o644)
         except OSError as exc:
             raise write_error(dest, exc) from exc
+        chunks: list[bytes] | None = [] if keep > 0 else None
         with os.fdopen(fd, "wb") as out:
             for chunk in _inflate(zf, info, source=listing.source, limit=budget):
                 budget -= len(chunk)
+                if chunks is not None:
+                    chunks.append(chunk)
                 try:
                     out.write(chunk)
                 except OSError as exc:
                     raise write_error(dest, exc) from exc
             try:
-                durable.fsync_written(out, target)
+                if sync:
+                    durable.fsync_written(out, target)
             except OSError as exc:
                 raise write_error(dest, exc) from exc
+        kept = None
+        if chunks is not None:
+            kept = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            keep -= len(kept)
+            if keep < 0:
+                kept = None
+        written.append((rel, kept))
+    return written
 
 
 # --- the rules --------------------------------------------------------------

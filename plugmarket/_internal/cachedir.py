@@ -5,20 +5,24 @@ An entry ``<cache>/<key>/`` is filled in a temporary folder beside it
 absent. A second writer that loses the race discards its copy and uses the
 winner's. A failed fill removes its temporary folder and any cache folders
 the call created, leaving no trace.
+
+:func:`tree_sha256` is the one definition of a tree's digest, used for cache
+keys, local package folders and store entries alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from plugmarket._internal.durable import fsync_dir
 from plugmarket.errors import SourceError
 
-__all__ = ["store_tree", "write_error"]
+__all__ = ["store_tree", "tree_sha256", "write_error"]
 
 
 def store_tree(cache: Path, key: str, fill: Callable[[Path], None]) -> tuple[Path, bool]:
@@ -63,6 +67,20 @@ def store_tree(cache: Path, key: str, fill: Callable[[Path], None]) -> tuple[Pat
         raise
     fsync_dir(cache)
     return final, True
+
+
+def tree_sha256(entries: Iterable[tuple[str, bytes]]) -> str:
+    """The digest of a tree of files, given as ``(relative posix path, contents)``.
+
+    For each file, in the order of its path (the caller sorts): the path as
+    UTF-8 (``surrogateescape``, so any name read from the disk works), a NUL,
+    its length in decimal, a NUL, and its contents.
+    """
+    digest = hashlib.sha256()
+    for rel, data in entries:
+        digest.update(b"%s\0%d\0" % (rel.encode("utf-8", "surrogateescape"), len(data)))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def write_error(where: Path, exc: OSError) -> SourceError:

@@ -37,22 +37,23 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import errno
 import hashlib
+import itertools
 import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from plugmarket._internal.durable import deferred, fsync_dir, sync_all
+from plugmarket._internal.cachedir import tree_sha256, write_error
+from plugmarket._internal.durable import fsync_dir, sync_all
 from plugmarket.errors import InstallError, IntegrityError, PlugmarketError
 from plugmarket.manifest import Manifest, parse_manifest
 
@@ -77,6 +78,9 @@ FORMAT = 1
 RECORD = "entry.json"
 TREE = "tree"
 _KNOWN_SUFFIXES = (".py", ".zip", ".whl")
+_KEEP = 8 << 20  # bytes: unpacked contents hashed from memory; past that, read back
+_TMP_TRIES = 10_000  # names tried for a temporary folder, as tempfile.mkdtemp
+_serial = itertools.count(1)  # temporary folders made by this process
 
 
 @dataclass(frozen=True)
@@ -249,8 +253,14 @@ class Store:
         With ``sync``, every file and folder in the temporary folder is on the
         disk when this returns (fsynced concurrently, in one batch); without,
         :meth:`Staged.to_sync` lists what the caller must fsync before anything
-        refers to the entry. Safe to
-        call from several threads at once, each with its own artifact.
+        refers to the entry. Safe to call from several threads at once, each
+        with its own artifact.
+
+        The artifact is unpacked straight into ``<tmp>/tree``
+        (:func:`plugmarket.sources.unpack_artifact`), and the tree digest is
+        made from the bytes as they were written (read back past ``_KEEP``
+        bytes, or from the disk if a name is not ASCII, which a file system
+        may store in another form), so nothing is renamed or listed again.
 
         Args:
             sha256: The bytes' sha256, already checked by the caller.
@@ -266,55 +276,56 @@ class Store:
             SourceError, ArchiveError, ManifestError: the artifact was refused, or
                 the store cannot be written (the temporary folder is removed).
         """
-        from plugmarket._internal.cachedir import write_error
         from plugmarket.sources import unpack_artifact
 
         try:
-            try:
-                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.root))
-            except FileNotFoundError:  # the home's first entry
-                self.root.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha256[:16]}-", dir=self.root))
+            tmp = self._make_tmp(sha256)
         except OSError as exc:
             raise write_error(self.root, exc) from exc
+        tree = os.path.join(tmp, TREE)
         try:
-            # Nothing in tmp is flushed while unpacking: unpack_artifact writes only
-            # under tmp, and every file and folder there is listed below (from the disk,
-            # not from the fsyncs held back, which name paths since renamed) and fsynced
-            # in one concurrent batch, here or by the caller.
-            with deferred():
-                files = unpack_artifact(data, name, tmp, self.settings, where=where)
-            tree = tmp / TREE
-            os.rename(files.root, tree)
-            member = ""
-            with contextlib.suppress(ValueError):
-                member = Path(files.manifest.path).relative_to(files.root).as_posix()
-            count, digest, paths = _digest_tree(tree)
+            # Nothing is flushed while unpacking: unpack_artifact writes only under
+            # tree and names every file it wrote; those files, their folders and the
+            # record are fsynced in one concurrent batch, here or by the caller.
+            os.mkdir(tree)
+            unpacked = unpack_artifact(
+                data, name, Path(tree), self.settings, sha256=sha256, where=where, keep=_KEEP
+            )
+            files = unpacked.files
+            written = sorted(unpacked.written, key=_first)
+            if all(rel.isascii() for rel, _ in written):
+                digest = tree_sha256(
+                    (rel, _read(os.path.join(tree, rel)) if kept is None else kept)
+                    for rel, kept in written
+                )
+            else:  # a file system may keep a non-ASCII name in another form: hash what it kept
+                _, digest = tree_digest(Path(tree))
             record = {
                 "format": FORMAT,
                 "sha256": sha256,
                 "size": len(data),
                 "top": files.top,
                 "tree": digest,
-                "files": count,
-                "member": member,
+                "files": len(written),
+                "member": unpacked.member,
                 "manifest": files.manifest.to_dict(),
             }
             body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-            with open(tmp / RECORD, "xb") as out:
+            with open(os.path.join(tmp, RECORD), "xb") as out:
                 out.write(body)
-            unsynced = [RECORD, *(p.relative_to(tmp).as_posix() for p in paths)]
-            folders = [".", *(Path(d).relative_to(tmp).as_posix() for d, _, _ in os.walk(tree))]
+            unsynced = [RECORD, *(f"{TREE}/{rel}" for rel, _ in written)]
+            folders = _folders(rel for rel, _ in written)
             if sync:
-                sync_all([tmp / f for f in unsynced], [tmp / d for d in folders])
+                sync_all([Path(tmp, f) for f in unsynced], [Path(tmp, d) for d in folders])
                 unsynced, folders = [], []
         except OSError as exc:
-            remove_tree(tmp)
+            remove_tree(Path(tmp))
             raise write_error(self.root, exc) from exc
         except BaseException:
-            remove_tree(tmp)
+            remove_tree(Path(tmp))
             raise
         final = self.root / sha256
+        member = unpacked.member
         where_manifest = str(final / TREE / member) if member else str(final)
         entry = StoreEntry(
             sha256,
@@ -324,7 +335,27 @@ class Store:
             len(data),
             dataclasses.replace(files.manifest, path=where_manifest),
         )
-        return Staged(sha256, tmp, entry, tuple(unsynced), tuple(folders))
+        return Staged(sha256, Path(tmp), entry, tuple(unsynced), tuple(folders))
+
+    def _make_tmp(self, sha256: str) -> str:
+        """Make a new temporary folder in the store (and the store, if missing).
+
+        Its name is unique without a random part: this process's id and a
+        counter, the next one tried if the name is taken (by debris of a dead
+        process that had the same id, or by another host sharing the home).
+        """
+        root = os.fspath(self.root)
+        for _ in range(_TMP_TRIES):
+            path = os.path.join(root, f".tmp-{sha256[:16]}-{os.getpid()}-{next(_serial)}")
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                continue
+            except FileNotFoundError:  # the home's first entry
+                self.root.mkdir(parents=True, exist_ok=True)
+                continue
+            return path
+        raise FileExistsError(errno.EEXIST, "no free name for a temporary folder", root)
 
     def place(self, staged: Staged) -> tuple[StoreEntry, bool]:
         """Rename a staged entry into place (the store folder is not fsynced yet).
@@ -336,8 +367,6 @@ class Store:
         Raises:
             SourceError: the store cannot be written.
         """
-        from plugmarket._internal.cachedir import write_error
-
         final = self.root / staged.sha256
         self._records.pop(staged.sha256, None)
         try:
@@ -470,20 +499,28 @@ def tree_digest(folder: Path) -> tuple[int, str]:
         OSError: a file cannot be read.
         ValueError: the tree holds something other than plain files and folders.
     """
-    count, digest, _ = _digest_tree(folder)
-    return count, digest
+    entries = list(_walk(folder))
+    return len(entries), tree_sha256((rel, _read(full)) for rel, full in entries)
 
 
-def _digest_tree(folder: Path) -> tuple[int, str, list[Path]]:
-    digest = hashlib.sha256()
-    paths = []
-    for rel, full in _walk(folder):
-        with open(full, "rb") as handle:
-            data = handle.read()
-        digest.update(b"%s\0%d\0" % (rel.encode("utf-8", "surrogateescape"), len(data)))
-        digest.update(data)
-        paths.append(Path(full))
-    return len(paths), digest.hexdigest(), paths
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _first(item: tuple[str, bytes | None]) -> str:
+    return item[0]
+
+
+def _folders(files: Iterable[str]) -> list[str]:
+    """The entry's folders (``.``, ``tree`` and every folder holding a file under it)."""
+    found = {".", TREE}
+    for rel in files:
+        cut = rel.rfind("/")
+        while cut > 0 and (folder := f"{TREE}/{rel[:cut]}") not in found:
+            found.add(folder)
+            cut = rel.rfind("/", 0, cut)
+    return sorted(found)
 
 
 def _walk(folder: Path) -> Iterator[tuple[str, str]]:
