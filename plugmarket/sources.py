@@ -13,7 +13,10 @@ Invariants:
   (archives, downloaded files, code strings) lives in the content-addressed
   cache ``<home>/cache/sources/<key>/``, written to a temporary folder beside
   it and renamed into place, never rewritten, and reused by the next
-  materialize (so the loader's bytecode caches survive).
+  materialize (so the loader's bytecode caches survive). The installer's
+  store is the one exception: :func:`unpack_artifact` writes a verified
+  artifact straight into a folder the store made and owns, and names every
+  file it wrote, so the store fsyncs and hashes them without listing again.
 - A package folder used in place is listed, hashed and its manifest read
   again whenever any stamp (inode, size, modification or change time) of it,
   a subfolder or a file changed; while none did, a load costs one ``stat``

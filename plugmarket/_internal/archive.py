@@ -376,7 +376,10 @@ def unpack(
         try:
             folder = os.path.dirname(target)
             if folder not in made:
-                os.makedirs(folder, exist_ok=True)
+                try:
+                    os.mkdir(folder)
+                except OSError:  # a parent is missing, or it was made as one
+                    os.makedirs(folder, exist_ok=True)
                 made.add(folder)
             fd = os.open(target, flags, 0o644)
         except OSError as exc:
