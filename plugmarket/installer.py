@@ -217,10 +217,19 @@ class Installer:
             if plan.empty and all(old.plugins.get(k) == v for k, v in changes.items()):
                 return old
             needed: dict[str, PlanItem] = {}
+            committed: set[str] | None = None
             for item in plan.items:
                 if item.action != "remove":
                     sha = item.sha256.lower()
-                    if sha not in needed and not self.store.has(sha):
+                    if sha in needed or not self.store.has(sha):
+                        needed.setdefault(sha, item)
+                        continue
+                    # Only an entry a committed generation names was on the disk, whole,
+                    # before that generation was switched to; any other may be the torn
+                    # leftover of a transaction a power cut stopped: store it anew.
+                    if committed is None:
+                        committed = self._committed_entries(old.number)
+                    if sha not in committed:
                         needed[sha] = item
 
             def build() -> dict[str, InstalledPlugin]:
@@ -357,25 +366,25 @@ class Installer:
     ) -> Generation:
         """Steps 2-9 of a transaction (docs/decisions/0008-transactions.md).
 
-        Independent waits overlap, each rename still waiting for all it relies
-        on: the journal's fsyncs run while the artifacts download and are
-        unpacked into temporary store folders (without fsyncs); the new entries,
-        the store folder, the generation file (written in place, under a number
-        nothing reads yet), its folder and the staged ``current`` are fsynced in
-        one batch, which runs while the live plugins swap and is waited for
-        before ``current`` is renamed.
+        One wait for the disk before the commit point: the journal, the new
+        entries (unpacked into temporary store folders without fsyncs, then
+        renamed into place), the store folder, the generation file (written in
+        place, under a number nothing reads yet), its folder and the staged
+        ``current`` are fsynced in one batch, which runs while the live plugins
+        swap and is waited for before ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
         entry = Journal.begin(op, old.number, new_number, tuple(needed))
-        if needed:  # what an interrupted unpacking left goes first
+        if needed:  # what an interrupted transaction left goes first
             for debris in self.store.debris():
                 remove_tree(debris)
+            for sha in needed:
+                self.store.remove(sha)  # an unreferenced leftover, not to be trusted
         started: list[Future[Any]] = []  # every job, waited for before any undo
         fetching = swapped = False
         try:
-            journaled = self._start_journal(entry.at("store" if needed else "generation"), faults)
-            started.append(journaled)
+            self._start_journal(entry.at("store" if needed else "generation"), faults)
             staging: list[Staged] = []
             for sha, item in needed.items():
                 fetching = True
@@ -385,10 +394,8 @@ class Installer:
                 # Here, not on a job thread: with nothing to fsync, unpacking is all
                 # Python, and a second thread only fights the downloads for the GIL.
                 staging.append(self.store.stage(sha, data, name, where=where, sync=False))
-            durable.gather([journaled])
-            faults("journal-written")
-            files: list[Path] = []
-            folders: list[Path] = [self.store.root] if needed else []
+            files: list[Path] = [journal.path(self.home)]
+            folders: list[Path] = [self.home, self.store.root] if needed else [self.home]
             for i, staged in enumerate(staging, 1):
                 faults(f"artifact-unpacked:{i}")
                 self.store.place(staged)
@@ -423,26 +430,37 @@ class Installer:
         self._finish(entry, faults)
         return generation
 
-    def _start_journal(self, entry: Journal, faults: Faults) -> Future[None]:
-        """Write the journal's temporary file here; fsync and rename it on the job pool.
+    def _start_journal(self, entry: Journal, faults: Faults) -> None:
+        """Write the journal, not fsynced: the commit's batch flushes it with the rest.
+
+        From here on a process killed at any point leaves a journal for
+        recovery. A power cut before the batch may lose it, and with it the
+        record of what this transaction created; what it leaves is never
+        trusted all the same (see :meth:`apply` and docs/decisions/0008).
 
         Raises:
             InstallError: the home cannot be written (nothing is left behind).
         """
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
-            journal.write_temp(self.home, entry)
+            try:
+                journal.write_temp(self.home, entry)
+            except FileNotFoundError:  # the home's first transaction
+                self.home.mkdir(parents=True, exist_ok=True)
+                journal.write_temp(self.home, entry)
         except OSError as exc:
             journal.remove(self.home)
             raise _write_error(self.home, exc, entry.op) from exc
+        faults("journal-temp-written")
+        faults("journal-written")
 
-        def commit() -> None:
-            try:
-                journal.commit_temp(self.home, fault=faults)
-            except OSError as exc:
-                raise _write_error(self.home, exc, entry.op) from exc
-
-        return durable.submit(commit)
+    def _committed_entries(self, current: int) -> set[str]:
+        """The store entries named by the current generation or a kept older one."""
+        return {
+            plugin.sha256
+            for number in self.gens.numbers()
+            if number <= current
+            for plugin in self.gens.read(number).plugins.values()
+        }
 
     def _switch(
         self, faults: Faults, old: Generation, number: int, live: LiveSet | None, op: str

@@ -559,3 +559,31 @@ def test_installing_from_the_demo_registry_works_in_a_home_reached_through_a_sym
         market.close()
     assert [p.name for p in (home / "store").iterdir() if not p.name.startswith(".")]
     assert Marketplace(home, live=False).installed()[0].id == "units"  # the real path reads it
+
+
+def test_only_entries_a_committed_generation_names_are_reused_without_a_download(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    fetched: list[str] = []
+
+    def counting(item: PlanItem) -> bytes:
+        fetched.append(item.id)
+        return fetch(item)
+
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
+    inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")
+    # Generation 1 still names alpha's entry: reinstalling it downloads nothing.
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="again")
+    assert fetched == ["alpha"]
+    # A whole-looking entry no generation names, as a transaction that a power cut
+    # stopped before its journal reached the disk may leave it, with a torn file.
+    gamma = arts["gamma-1"]
+    entry, _ = inst.store.put(gamma.sha256, gamma.path.read_bytes(), gamma.path.name, where="x")
+    module = next(entry.root.rglob("*.py"))
+    module.write_bytes(module.read_bytes()[:5])
+    assert inst.store.verify(gamma.sha256) is not None  # torn
+    generation = inst.apply(Plan("install", (gamma.add(),)), counting, reason="install gamma")
+    assert fetched == ["alpha", "gamma"]  # stored anew, not trusted
+    assert inst.store.verify(generation.plugins["gamma"].sha256) is None
+    assert inst.check().problems == ()
