@@ -21,6 +21,7 @@ import argparse
 import importlib
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -197,7 +198,7 @@ def start_server(www: Path) -> tuple[subprocess.Popen[str], str]:
     return child, url
 
 
-def run(rounds: int, work: Path) -> dict[str, float]:
+def run(rounds: int, work: Path, seed: int = 0) -> dict[str, float]:
     sources = write_sources(work / "src")
     www = work / "www"
     key, pub = generate_keypair(work / "bench")
@@ -248,9 +249,15 @@ def run(rounds: int, work: Path) -> dict[str, float]:
         cases["plugmarket hot swap"] = hot_swap
 
         samples: dict[str, list[float]] = {name: [] for name in cases}
+        order = list(cases)
+        shuffle = random.Random(seed).shuffle
         for i in range(rounds):  # interleaved, so every side sees the same machine
-            for name, once in cases.items():
-                samples[name].append(once(i))
+            # In a new order each round: a case right after pip or uv (this process idle
+            # for a third of a second) runs far slower than one right after plugmarket's
+            # own work, so no side may always follow the same one.
+            shuffle(order)
+            for name in order:
+                samples[name].append(cases[name](i))
         return {name: median_ms(values) for name, values in samples.items()}
     finally:
         assert server.stdin is not None
@@ -261,6 +268,7 @@ def run(rounds: int, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0, help="the order of the cases in each round")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/install.json"))
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the server's process
     args = parser.parse_args()
@@ -269,7 +277,7 @@ def main() -> None:
         return
     load = [os.getloadavg()[0]]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="plugmarket-bench-") as tmp:
-        result = run(args.rounds, Path(tmp))
+        result = run(args.rounds, Path(tmp), args.seed)
     load.append(os.getloadavg()[0])
     print(f"{os.cpu_count()} cores, load average {load[0]:.2f} before, {load[1]:.2f} after")
     print(f"{'':28}{'median':>12}")
@@ -283,7 +291,13 @@ def main() -> None:
         )
     print("targets: one <= 10 ms, chain <= 20 ms, hot swap <= 20 ms; >= 6x uv, >= 30x pip")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    summary = {"median_ms": result, "rounds": args.rounds, "cores": os.cpu_count(), "load": load}
+    summary = {
+        "median_ms": result,
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "cores": os.cpu_count(),
+        "load": load,
+    }
     args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
