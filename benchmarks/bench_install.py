@@ -218,7 +218,8 @@ def run(rounds: int, work: Path, seed: int = 0) -> dict[str, float]:
 
         def market_case(plugin_id: str) -> Callable[[int], float]:
             def once(i: int) -> float:
-                elapsed, _ = plugmarket_install(work, settings, plugin_id)
+                elapsed, market = plugmarket_install(work, settings, plugin_id)
+                market.close()  # its connection, and the server's thread for it
                 reset_kernel()
                 return elapsed
 
@@ -239,6 +240,7 @@ def run(rounds: int, work: Path, seed: int = 0) -> dict[str, float]:
             market.update("bench-tiny", yes=True)
             elapsed = time.perf_counter() - started
             assert loader.loaded()["bench-tiny"].version.public == "1.1"
+            market.close()
             reset_kernel()
             return elapsed
 
