@@ -332,3 +332,21 @@ def test_unpack_names_every_file_it_wrote_and_hands_back_contents_up_to_keep(
         (dest / rel).read_bytes() == data.encode()
         for (rel, _), (_, data) in zip(written, entries, strict=True)
     )
+
+
+def test_unpack_itself_refuses_a_path_that_climbs_out_even_past_the_name_checks(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    path = write_zip(tmp_path / "a.zip", [("pkg/__init__.py", "x = 1\n")])
+    with archive.open_zip(path.read_bytes(), source="a.zip", max_entries=10) as zf:
+        listing = archive.check_members(zf, source="a.zip", max_entries=10, max_unpacked=MiB)
+        # A listing the checks would never make: the last line of defence must hold.
+        member = listing.files[0][1]
+        forged = dataclasses.replace(listing, files=(("pkg/../../evil.py", member),))
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        with pytest.raises(ArchiveError, match="outside the folder"):
+            archive.unpack(zf, forged, dest, max_unpacked=MiB)
+    assert not (tmp_path / "evil.py").exists() and list(dest.iterdir()) == []

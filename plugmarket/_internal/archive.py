@@ -371,7 +371,8 @@ def unpack(
     for path, info in listing.files:
         rel = prefix + path
         target = os.path.join(base, *rel.split("/"))
-        if os.path.commonpath([base, target]) != base:  # unreachable after the checks
+        # Unreachable after the name checks; normpath so that a ".." would be seen here too.
+        if os.path.commonpath([base, os.path.normpath(target)]) != base:
             raise refuse(listing.source, info.orig_filename, "would be written outside the folder")
         try:
             folder = os.path.dirname(target)
