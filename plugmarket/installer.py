@@ -8,15 +8,14 @@ Disk state of a home::
     journal.json           present only while a transaction runs (_internal/journal.py)
     lock, lock.info        the home lock and who holds it (_internal/locking.py)
 
-A transaction, under the home lock: journal the intent (fsynced) -> fetch and
-verify new artifacts (sha256, size) and put them in the store -> write the
-next generation's file -> swap the live plugins (when asked) -> switch
-``current`` (temp + fsync + rename) -> prune old generations and collect
-unreferenced store entries -> remove the journal. History only grows: a
-rollback is a new generation holding an older set. Waits that do not depend
-on each other overlap (the journal's fsyncs with the downloads and unpacking,
-the fsyncs of everything the generation relies on with each other); every
-rename still waits for all it relies on (docs/decisions/0008-transactions.md).
+A transaction, under the home lock: journal the intent -> fetch and verify
+new artifacts (sha256, size) and put them in the store -> write the next
+generation's file, and fsync it with the journal and the new entries in one
+concurrent batch -> swap the live plugins (when asked) -> switch ``current``
+(rename, fsync the home) -> prune old generations and collect unreferenced
+store entries -> remove the journal. History only grows: a rollback is a new
+generation holding an older set. ``current`` is renamed only after all it
+relies on is on the disk (docs/decisions/0008-transactions.md).
 
 Invariants:
 
@@ -38,10 +37,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from packaging.version import InvalidVersion, Version
 
@@ -370,8 +368,8 @@ class Installer:
         entries (unpacked into temporary store folders without fsyncs, then
         renamed into place), the store folder, the generation file (written in
         place, under a number nothing reads yet), its folder and the staged
-        ``current`` are fsynced in one batch, which runs while the live plugins
-        swap and is waited for before ``current`` is renamed.
+        ``current`` are fsynced in one batch, before the live swap and before
+        ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
@@ -381,7 +379,6 @@ class Installer:
                 remove_tree(debris)
             for sha in needed:
                 self.store.remove(sha)  # an unreferenced leftover, not to be trusted
-        started: list[Future[Any]] = []  # every job, waited for before any undo
         fetching = swapped = False
         try:
             self._start_journal(entry.at("store" if needed else "generation"), faults)
@@ -405,23 +402,20 @@ class Installer:
                 folders += entry_folders
             generation = Generation(new_number, build(), parent=parent, reason=reason)
             files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
-            # The batch waits for the disk while the live plugins swap here: the swap
-            # relies on nothing durable, and `current` is renamed only after both.
-            batch = durable.start_sync(files, [*folders, self.gens.folder])
-            started += batch
+            # Not overlapped with the live swap: with the fsync threads waking during
+            # the swap, both together took longer than one after the other.
+            durable.sync_all(files, [*folders, self.gens.folder])
+            faults("generation-temp-written")
+            self.gens.publish(new_number)
+            faults("generation-written")
             if live is not None:
                 live.sync(generation, self.files)
                 swapped = True
                 faults("live-swapped")
-            durable.gather(batch)
-            faults("generation-temp-written")
-            self.gens.publish(new_number)
-            faults("generation-written")
             faults("current-temp-written")
             self.gens.publish_switch()
             faults("current-switched")
         except BaseException as exc:
-            wait(started)  # nothing may still be writing when the undo removes debris
             if self._current_or_none() != new_number:
                 self._undo(entry, old, live if swapped else None, exc)
                 if isinstance(exc, OSError) and not fetching:

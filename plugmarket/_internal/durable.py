@@ -64,7 +64,6 @@ __all__ = [
     "fsync_written",
     "gather",
     "owe",
-    "start_sync",
     "submit",
     "sync_all",
     "write_temp",
@@ -189,12 +188,6 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
     jobs = _sync_jobs(files, folders)
     if jobs:
         gather([_start("sync", SYNC_THREADS, job) for job in jobs[1:]], first=jobs[0])
-
-
-def start_sync(files: Sequence[Path], folders: Sequence[Path]) -> list[Future[None]]:
-    """Start :func:`sync_all`'s fsyncs and return at once; :func:`gather` the futures
-    before relying on any of them (and before removing what they flush)."""
-    return [_start("sync", SYNC_THREADS, job) for job in _sync_jobs(files, folders)]
 
 
 def _sync_jobs(files: Sequence[Path], folders: Sequence[Path]) -> list[Callable[[], None]]:
