@@ -292,6 +292,13 @@ class Installer:
             old = self.current()
             if number == old.number:
                 return old
+            if number > old.number:  # the current generation is always the newest
+                raise InstallError(
+                    f"cannot switch to generation {number}: generation {number} is not kept "
+                    f"(the current generation, {old.number}, is the newest)",
+                    step="switch",
+                    hint="See the kept generations with `plugmarket generations`.",
+                )
             return self._switch(faults, old, number, live, "switch")
 
     def gc(self) -> list[str]:
@@ -343,7 +350,7 @@ class Installer:
         try:
             with self.lock.hold(operation):
                 faults("lock-acquired")
-                if recover and journal.pending(self.home):
+                if recover and (journal.pending(self.home) or self._uncommitted_left()):
                     self.recovered = self._recover(faults)
                     self.recovery_error = None
                 yield faults
@@ -448,13 +455,25 @@ class Installer:
         faults("journal-written")
 
     def _committed_entries(self, current: int) -> set[str]:
-        """The store entries named by the current generation or a kept older one."""
-        return {
-            plugin.sha256
-            for number in self.gens.numbers()
-            if number <= current
-            for plugin in self.gens.read(number).plugins.values()
-        }
+        """The store entries named by the current generation or a kept older one
+        (an older one that cannot be read vouches for nothing)."""
+        named: set[str] = set()
+        for number in self.gens.numbers():
+            if number > current:
+                continue
+            try:
+                named.update(p.sha256 for p in self.gens.read(number).plugins.values())
+            except InstallError:
+                if number == current:
+                    raise
+        return named
+
+    def _uncommitted_left(self) -> bool:
+        """Whether a generation file above ``current`` is on the disk with no journal:
+        what a power cut before a transaction's batch may leave (its journal was not
+        fsynced yet). It was never current; recovery removes it and what it named."""
+        current = self._current_or_none()
+        return current is not None and any(n > current for n in self.gens.numbers())
 
     def _switch(
         self, faults: Faults, old: Generation, number: int, live: LiveSet | None, op: str

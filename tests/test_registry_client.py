@@ -295,3 +295,24 @@ def test_ids_are_every_plugin_in_the_trusted_indexes(tmp_path: Path) -> None:
         ids = client.ids()
     shipped = {p.stem for p in (demo_registry_path() / "plugins").glob("*.json")}
     assert ids == shipped and "csv-preview" in ids
+
+
+def test_a_trusted_version_another_process_wrote_is_flushed_by_this_ones_next_batch(
+    registry: TestRegistry,
+    served: LoopbackServer,
+    home: Path,
+    client_for: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plugmarket._internal import durable
+
+    first = client_for(registry, home, served.url())
+    first.search("csv")  # writes state.json, its fsync owed to this process's next batch
+    durable.sync_all([], [])  # ... which the other process never ran: drop what is owed
+    flushed: list[Path] = []
+    real_file = durable.fsync_file
+    monkeypatch.setattr(durable, "fsync_file", lambda p: (flushed.append(p), real_file(p)))
+    second = client_for(registry, home, served.url(), cache_ttl=0)
+    second.search("csv")  # the same index version: nothing to write, but not yet durable
+    durable.sync_all([], [])
+    assert [p.name for p in flushed] == ["state.json"]

@@ -229,9 +229,13 @@ class DiskCache:
         unexpired to be taken then.
         """
         data = json.dumps(dict(state), sort_keys=True).encode("utf-8")
-        path = self.root / "state.json"
-        atomic_write(path, data)
-        owe(path)
+        atomic_write(self.root / "state.json", data)
+        self.owe_state()
+
+    def owe_state(self) -> None:
+        """Owe the persisted state's fsync to this process's next durable batch (a state
+        another process wrote may still wait for that process's batch)."""
+        owe(self.root / "state.json")
 
     # --- paths ----------------------------------------------------------------
 

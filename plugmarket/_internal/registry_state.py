@@ -283,6 +283,8 @@ class RegistryState:
         if not isinstance(known, int) or version > known:
             new = {**state, "version": version, "url": self.source.key}
             self.write(lambda: self.source.cache.write_state(new))
+        else:  # another process may have written it, its fsync owed to a batch of its own
+            self.source.cache.owe_state()
 
     def write(self, write: Callable[[], object]) -> None:
         """Run a cache write, translating a disk failure."""
