@@ -1,28 +1,26 @@
-"""Durable writes for the installer: fsync helpers and a small I/O thread pool.
+"""Durable writes for the installer: fsync helpers and a small fsync thread pool.
 
 A file survives a power cut once its bytes are fsynced and the folder holding
 its name is fsynced after the name was made (created or renamed). The
 installer's crash-safety argument (docs/decisions/0008-transactions.md) is an
-*order* of such steps: the journal before any store entry, entries before the
-generation that names them, the generation before ``current``.
+*order* of such steps: everything a generation relies on (its file, the new
+store entries, the journal) before ``current`` names it.
 
 Independent fsyncs need no order among themselves, and each one mostly waits
 for the disk with the GIL released, so :func:`sync_all` runs a batch of them
 concurrently on a process-wide pool of :data:`SYNC_THREADS` threads and
 returns only when every one has finished. The order the argument needs comes
 from waiting for a whole batch before the next step, never from the order
-inside a batch. The installer runs jobs that mostly wait for the disk (the
-journal's fsyncs) on a second pool of :data:`JOB_THREADS` threads
-(:func:`submit`, :func:`gather`), so they overlap its downloads. Work that is
-all Python (unpacking) stays on the caller's thread: on another thread it only
-contends for the GIL, and each hand-off waits for a core on a busy machine.
+inside a batch. Work that is all Python (unpacking) stays on the caller's
+thread: on another thread it only contends for the GIL, and each hand-off
+waits for a core on a busy machine.
 
 A small file whose durability can wait for the next batch (the registry's
 highest trusted index version) is written without an fsync and noted with
-:func:`owe`: the next :func:`sync_all` in the process (an install's journal,
-which overlaps its downloads) fsyncs it and its folder along with its own
-files, so it is on the disk before any generation that relied on it is
-switched to, without a wait of its own.
+:func:`owe`: the next :func:`sync_all` in the process (an install's commit)
+fsyncs it and its folder along with its own files, so it is on the disk
+before any generation that relied on it is switched to, without a wait of
+its own.
 
 Code that writes many files for one batch (the store unpacking an artifact)
 runs under :func:`deferred`: on that thread, :func:`fsync_dir` and
@@ -31,14 +29,12 @@ and the caller fsyncs all of it in its batch, before anything refers to it.
 
 Invariants:
 
-- :func:`gather` returns or raises only when every job it waits for has
-  finished, so a caller may clean up whatever the jobs wrote.
-- A single fsync never waits for anything, so the fsync pool cannot wait for
-  itself; a job (which may wait for fsyncs) submitted from a job thread runs
-  inline there, so the job pool cannot either.
-- A forked child makes new pools on first use (the parent's threads do not
-  exist in it); once the interpreter is shutting down and the pools refuse
-  work, jobs and fsyncs run inline, one after another.
+- :func:`sync_all` returns or raises only when every fsync of its batch has
+  finished, so a caller may clean up whatever the batch names.
+- A single fsync never waits for anything, so the pool cannot wait for itself.
+- A forked child makes a new pool on first use (the parent's threads do not
+  exist in it); once the interpreter is shutting down and the pool refuses
+  work, fsyncs run inline, one after another.
 """
 
 from __future__ import annotations
@@ -55,7 +51,6 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 __all__ = [
-    "JOB_THREADS",
     "SYNC_THREADS",
     "Deferred",
     "deferred",
@@ -64,13 +59,11 @@ __all__ = [
     "fsync_written",
     "gather",
     "owe",
-    "submit",
     "sync_all",
     "write_temp",
 ]
 
 SYNC_THREADS = 8  # concurrent fsyncs; each waits for the disk, without the GIL
-JOB_THREADS = 4  # concurrent jobs (the journal's fsyncs); Python-heavy work stays inline
 
 T = TypeVar("T")
 
@@ -187,7 +180,7 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
     """
     jobs = _sync_jobs(files, folders)
     if jobs:
-        gather([_start("sync", SYNC_THREADS, job) for job in jobs[1:]], first=jobs[0])
+        gather([_start(job) for job in jobs[1:]], first=jobs[0])
 
 
 def _sync_jobs(files: Sequence[Path], folders: Sequence[Path]) -> list[Callable[[], None]]:
@@ -207,17 +200,10 @@ def _fsync_owed(path: Path) -> None:
         fsync_file(path)
 
 
-def submit(job: Callable[[], T]) -> Future[T]:
-    """Run ``job`` on the process's job pool (at once, inline, when already on it)."""
-    if getattr(_on_job_thread, "active", False):
-        return _inline(job)
-    return _start("job", JOB_THREADS, job)
-
-
-def _start(kind: str, threads: int, job: Callable[[], T]) -> Future[T]:
+def _start(job: Callable[[], T]) -> Future[T]:
     try:
-        return _pool(kind, threads).submit(job)
-    except RuntimeError:  # the interpreter is shutting down: the pools take no more work
+        return _pool().submit(job)
+    except RuntimeError:  # the interpreter is shutting down: the pool takes no more work
         return _inline(job)
 
 
@@ -258,32 +244,23 @@ def gather(futures: Sequence[Future[T]], *, first: Callable[[], T] | None = None
 
 _owed: set[Path] = set()
 _owed_lock = threading.Lock()
-_pools: dict[str, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-_on_job_thread = threading.local()
+_pool_now: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def _pool(kind: str, threads: int) -> ThreadPoolExecutor:
-    with _pools_lock:
-        pool = _pools.get(kind)
-        if pool is None:
-            pool = _pools[kind] = ThreadPoolExecutor(
-                threads,
-                thread_name_prefix=f"plugmarket-{kind}",
-                initializer=_mark_job_thread if kind == "job" else None,
-            )
-        return pool
+def _pool() -> ThreadPoolExecutor:
+    global _pool_now
+    with _pool_lock:
+        if _pool_now is None:
+            _pool_now = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="plugmarket-sync")
+        return _pool_now
 
 
-def _mark_job_thread() -> None:
-    _on_job_thread.active = True
-
-
-def _forget_pools() -> None:
-    global _pools_lock, _owed_lock
-    _pools_lock = threading.Lock()
+def _forget_pool() -> None:
+    global _pool_now, _pool_lock, _owed_lock
+    _pool_now = None
+    _pool_lock = threading.Lock()
     _owed_lock = threading.Lock()
-    _pools.clear()
 
 
-os.register_at_fork(after_in_child=_forget_pools)
+os.register_at_fork(after_in_child=_forget_pool)
