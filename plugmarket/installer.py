@@ -471,9 +471,32 @@ class Installer:
     def _uncommitted_left(self) -> bool:
         """Whether a generation file above ``current`` is on the disk with no journal:
         what a power cut before a transaction's batch may leave (its journal was not
-        fsynced yet). It was never current; recovery removes it and what it named."""
+        fsynced yet). It was never current; recovery removes it and what it named.
+
+        A power cut leaves at most one, numbered ``current + 1`` (recovery clears
+        any before a transaction takes its number). More, or another number, means
+        ``current`` itself was lost or damaged: that is for ``check --repair`` to
+        judge, never for a transaction to sweep away.
+
+        Raises:
+            InstallError: generation files above ``current`` that no power cut leaves.
+        """
         current = self._current_or_none()
-        return current is not None and any(n > current for n in self.gens.numbers())
+        if current is None:
+            return False
+        above = [n for n in self.gens.numbers() if n > current]
+        if not above:
+            return False
+        if above != [current + 1]:
+            raise InstallError(
+                f"the plugmarket home {self.home} has generations "
+                f"{', '.join(map(str, above))} above the current one ({current}): "
+                "its `current` file was lost or damaged",
+                step="recover",
+                hint="Run `plugmarket check` to see the home, and `plugmarket check --repair` "
+                "to repair it; nothing was changed.",
+            )
+        return True
 
     def _switch(
         self, faults: Faults, old: Generation, number: int, live: LiveSet | None, op: str

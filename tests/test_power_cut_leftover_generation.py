@@ -51,3 +51,19 @@ def test_a_generation_a_power_cut_left_above_current_is_never_committed_later(
     kept = [g.reason for g in inst.generations()]
     assert kept == ["install alpha", "uninstall", "install gamma again"]
     assert inst.check().problems == ()
+
+
+def test_generations_no_power_cut_leaves_are_left_for_check_not_swept_away(
+    home: Path, tmp_path: Path
+) -> None:
+    where = tmp_path / "registry"
+    alpha, beta = make_artifact(where, "alpha", "1.0"), make_artifact(where, "beta", "1.0")
+    inst = Installer(Settings(home=home), faults="")
+    inst.apply(Plan("install", (alpha.add(),)), fetch, reason="install alpha")
+    inst.apply(Plan("install", (beta.add(),)), fetch, reason="install beta")
+    (home / "current").unlink()  # lost: generation 0 reads as current, two files above it
+    with pytest.raises(InstallError, match="check --repair"):
+        inst.gc()
+    assert inst.gens.numbers() == [1, 2]
+    assert sorted(inst.store.names()) == sorted([alpha.sha256, beta.sha256])
+    assert {p.kind for p in inst.check().problems} == {"uncommitted", "unreferenced"}  # kept

@@ -195,8 +195,9 @@ def _sync_jobs(files: Sequence[Path], folders: Sequence[Path]) -> list[Callable[
 
 
 def _fsync_owed(path: Path) -> None:
-    """fsync a file noted by :func:`owe`, unless it is gone (a cache may be cleared)."""
-    with contextlib.suppress(FileNotFoundError):
+    """fsync a file noted by :func:`owe`, best effort: it may be gone (a cache is
+    cleared) or refuse (a read-only cache), which is no failure of the batch."""
+    with contextlib.suppress(OSError):
         fsync_file(path)
 
 

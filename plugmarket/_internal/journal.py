@@ -116,11 +116,11 @@ def path(home: Path) -> Path:
 
 
 def write(home: Path, journal: Journal, *, fault: Faults | None = None, durable: bool) -> None:
-    """Write the journal.
+    """Write the journal, ``durable`` (fsynced with its folder) or not.
 
-    A transaction's journal must be ``durable`` (fsynced with its folder)
-    before anything it changes is renamed into place; a write that is not
-    durable is only for tests that stage a journal.
+    Garbage collection writes its journal durably; a transaction writes it
+    with :func:`write_temp` and flushes it in its commit's batch (see
+    :meth:`plugmarket.installer.Installer._commit`).
 
     Raises:
         OSError: the home cannot be written.
@@ -131,11 +131,11 @@ def write(home: Path, journal: Journal, *, fault: Faults | None = None, durable:
 
 
 def write_temp(home: Path, journal: Journal) -> None:
-    """The first half of a durable :func:`write`: the journal, written but not yet fsynced.
+    """The journal, written but not fsynced.
 
     From here on :func:`pending` is true, so a process killed at any later
-    point leaves a journal for recovery; the installer starts unpacking into
-    temporary store folders then, while :func:`commit_temp` waits for the disk.
+    point leaves a journal for recovery (the page cache outlives a killed
+    process); a transaction flushes it in its commit's batch.
 
     Raises:
         OSError: the home cannot be written.
@@ -144,7 +144,7 @@ def write_temp(home: Path, journal: Journal) -> None:
 
 
 def commit_temp(home: Path, *, fault: Faults | None = None) -> None:
-    """The second half of a durable :func:`write`: fsync the journal and the home, together.
+    """Make a journal written by :func:`write_temp` durable: fsync it and the home, together.
 
     No rename: a journal is only written by the lock holder, when none is
     pending, so it needs no temporary name; the two fsyncs need no order

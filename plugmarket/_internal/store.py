@@ -17,10 +17,11 @@ Invariants:
   store (``.tmp-*``, :meth:`Store.stage`) and renamed into place
   (:meth:`Store.place`). :meth:`Store.put` fsyncs every file and folder of
   the entry before the rename and the store folder after it. The installer
-  renames first and fsyncs the entries, the store folder and its generation
-  file in one batch, before the generation file is renamed: an entry a power
-  cut leaves torn then belongs to a transaction that never committed, whose
-  journal (durable before any rename) names it, so recovery removes it.
+  renames first and fsyncs the entries, the store folder, its journal and
+  its generation file in one batch, before ``current`` names the generation:
+  an entry a power cut leaves torn then belongs to a transaction that never
+  committed, and the installer reuses an entry without a download only when
+  a committed generation names it (docs/decisions/0008-transactions.md).
   An entry is removed by renaming it to ``.trash-*`` first and deleting that.
   Anything starting with ``.`` in the store is debris of an interrupted write
   or removal, safe to delete under the home lock.
