@@ -115,9 +115,10 @@ print(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_a_forked_child_makes_its_own_pool(tmp_path: Path) -> None:
+def _run(script: str, folder: Path) -> str:
+    """Run ``script`` in a new interpreter with ``folder`` as its argument; its output."""
     done = subprocess.run(
-        [sys.executable, "-c", FORKED, str(tmp_path)],
+        [sys.executable, "-c", script, str(folder)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -125,7 +126,11 @@ def test_a_forked_child_makes_its_own_pool(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0"
+    return done.stdout.strip()
+
+
+def test_a_forked_child_makes_its_own_pool(tmp_path: Path) -> None:
+    assert _run(FORKED, tmp_path) == "0"
 
 
 AT_EXIT = """
@@ -140,16 +145,7 @@ atexit.register(late)
 
 
 def test_work_started_while_the_interpreter_shuts_down_runs_inline(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", AT_EXIT, str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "synced"
+    assert _run(AT_EXIT, tmp_path) == "synced"
 
 
 def test_an_owed_file_is_fsynced_with_its_folder_by_the_next_batch_only(
