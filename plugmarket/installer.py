@@ -225,8 +225,10 @@ class Installer:
                     # Only an entry a committed generation names was on the disk, whole,
                     # before that generation was switched to; any other may be the torn
                     # leftover of a transaction a power cut stopped: store it anew.
-                    if committed is None:
-                        committed = self._committed_entries(old.number)
+                    if committed is None:  # an older one that cannot be read vouches for none
+                        committed = recovery.referenced_entries(
+                            self.gens, upto=old.number, skip_damaged=True
+                        )
                     if sha not in committed:
                         needed[sha] = item
 
@@ -453,20 +455,6 @@ class Installer:
             raise _write_error(self.home, exc, entry.op) from exc
         faults("journal-temp-written")
         faults("journal-written")
-
-    def _committed_entries(self, current: int) -> set[str]:
-        """The store entries named by the current generation or a kept older one
-        (an older one that cannot be read vouches for nothing)."""
-        named: set[str] = set()
-        for number in self.gens.numbers():
-            if number > current:
-                continue
-            try:
-                named.update(p.sha256 for p in self.gens.read(number).plugins.values())
-            except InstallError:
-                if number == current:
-                    raise
-        return named
 
     def _uncommitted_left(self) -> bool:
         """Whether a generation file above ``current`` is on the disk with no journal:

@@ -167,15 +167,29 @@ def collect(store: Store, gens: Generations) -> list[str]:
     return removed
 
 
-def referenced_entries(gens: Generations) -> set[str]:
+def referenced_entries(
+    gens: Generations, *, upto: int | None = None, skip_damaged: bool = False
+) -> set[str]:
     """Every store entry some kept generation references.
+
+    Args:
+        gens: The home's generations.
+        upto: Only generations numbered at most this (the committed ones: ``current``).
+        skip_damaged: A damaged generation other than ``upto`` vouches for nothing
+            instead of raising.
 
     Raises:
         InstallError: a generation file is damaged.
     """
     referenced: set[str] = set()
     for number in gens.numbers():
-        referenced.update(p.sha256 for p in gens.read(number).plugins.values())
+        if upto is not None and number > upto:
+            continue
+        try:
+            referenced.update(p.sha256 for p in gens.read(number).plugins.values())
+        except InstallError:
+            if not skip_damaged or number == upto:
+                raise
     return referenced
 
 
