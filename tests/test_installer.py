@@ -587,3 +587,21 @@ def test_only_entries_a_committed_generation_names_are_reused_without_a_download
     assert fetched == ["alpha", "gamma"]  # stored anew, not trusted
     assert inst.store.verify(generation.plugins["gamma"].sha256) is None
     assert inst.check().problems == ()
+
+
+def test_a_damaged_older_generation_vouches_for_no_entry_but_blocks_nothing(
+    home: Path, arts: dict[str, Artifact]
+) -> None:
+    inst = _installer(home)
+    fetched: list[str] = []
+
+    def counting(item: PlanItem) -> bytes:
+        fetched.append(item.id)
+        return fetch(item)
+
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
+    inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")
+    inst.gens.path(1).write_text("{ damaged")
+    generation = inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="again")
+    assert fetched == ["alpha", "alpha"]  # generation 1 named the entry, but cannot be read
+    assert inst.store.verify(generation.plugins["alpha"].sha256) is None
