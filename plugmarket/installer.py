@@ -350,7 +350,8 @@ class Installer:
     def _transaction(self, operation: str, *, recover: bool = True) -> Iterator[Faults]:
         faults = Faults(self._fault_spec)
         try:
-            with self.lock.hold(operation):
+            # The watch opens before anything is written: it sees every write error after.
+            with self.lock.hold(operation), durable.watching(self.home):
                 faults("lock-acquired")
                 if recover and (journal.pending(self.home) or self._uncommitted_left()):
                     self.recovered = self._recover(faults)

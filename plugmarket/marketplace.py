@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugmarket._internal import defined
+from plugmarket._internal import defined, durable
 from plugmarket._internal.bookkeeping import Bookkeeping
 from plugmarket._internal.consent import (
     agreed,
@@ -588,10 +588,16 @@ class Marketplace:
         if self._live is not None:
             self._seen_current = self.installer.current_marker()
 
-    def _operation(self, operation: str, subject: str) -> AbstractContextManager[None]:
-        """Audit the operation, whether it succeeds or fails (see Bookkeeping.operation)."""
+    @contextmanager
+    def _operation(self, operation: str, subject: str) -> Iterator[None]:
+        """Audit the operation, whether it succeeds or fails (see Bookkeeping.operation).
+
+        The home's fsync after a commit point runs while the records are written,
+        and the operation returns only once it is done (``durable.settling``).
+        """
 
         def generation() -> int | None:
             return self._installer.current().number if self._installer is not None else None
 
-        return self._books.operation(operation, subject, generation)
+        with durable.settling(), self._books.operation(operation, subject, generation):
+            yield

@@ -27,11 +27,22 @@ runs under :func:`deferred`: on that thread, :func:`fsync_dir` and
 :func:`fsync_written` then note what they would flush instead of flushing it,
 and the caller fsyncs all of it in its batch, before anything refers to it.
 
+A transaction runs under :func:`watching` its home: on that thread, a batch
+whose every path is on the home's file system is flushed by one ``syncfs``
+where Linux can be trusted with it (:mod:`plugmarket._internal.syncfs` says
+when), and by its fsyncs everywhere else or if ``syncfs`` reports an error.
+
+The fsync of a folder after the commit point's rename (:func:`fsync_dir_soon`)
+can run while the caller records what it did: under :func:`settling`, it is
+started on the pool, and waited for when the block ends.
+
 Invariants:
 
 - :func:`sync_all` returns or raises only when every fsync of its batch has
   finished, so a caller may clean up whatever the batch names.
 - A single fsync never waits for anything, so the pool cannot wait for itself.
+- Under :func:`settling`, the block ends only once every fsync it started has
+  finished, whether the block raised or not.
 - A forked child makes a new pool on first use (the parent's threads do not
   exist in it); once the interpreter is shutting down and the pool refuses
   work, fsyncs run inline, one after another.
@@ -55,11 +66,14 @@ __all__ = [
     "Deferred",
     "deferred",
     "fsync_dir",
+    "fsync_dir_soon",
     "fsync_file",
     "fsync_written",
     "gather",
     "owe",
+    "settling",
     "sync_all",
+    "watching",
     "write_temp",
 ]
 
@@ -68,6 +82,8 @@ SYNC_THREADS = 8  # concurrent fsyncs; each waits for the disk, without the GIL
 T = TypeVar("T")
 
 _deferring = threading.local()  # .into: the Deferred collecting this thread's fsyncs
+_watched = threading.local()  # .watch: the syncfs.Watch of this thread's transaction
+_settle = threading.local()  # .started: fsyncs this thread's settling() block waits for
 
 
 @dataclass
@@ -127,6 +143,49 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_dir_soon(folder: Path) -> None:
+    """:func:`fsync_dir`, started on the pool under :func:`settling` (waited for when
+    its block ends), run here otherwise."""
+    started: list[Future[None]] | None = getattr(_settle, "started", None)
+    if started is None:
+        fsync_dir(folder)
+    else:
+        started.append(_start(functools.partial(fsync_dir, folder)))
+
+
+@contextmanager
+def settling() -> Iterator[None]:
+    """On this thread, let :func:`fsync_dir_soon` run while the block goes on; the
+    block ends when each has finished (they are best effort and never raise)."""
+    outer = getattr(_settle, "started", None)
+    started: list[Future[None]] = []
+    _settle.started = started
+    try:
+        yield
+    finally:
+        _settle.started = outer
+        for future in started:
+            future.exception()  # waits; fsync_dir swallows its own errors
+
+
+@contextmanager
+def watching(folder: Path) -> Iterator[None]:
+    """On this thread, flush batches on ``folder``'s file system with one ``syncfs``
+    where it is trusted (see :mod:`plugmarket._internal.syncfs`). ``folder`` must
+    exist; open it before anything the batches will flush is written."""
+    from plugmarket._internal import syncfs
+
+    outer = getattr(_watched, "watch", None)
+    watch = syncfs.open_watch(folder)
+    _watched.watch = watch
+    try:
+        yield
+    finally:
+        _watched.watch = outer
+        if watch is not None:
+            watch.close()
+
+
 def fsync_file(path: Path) -> None:
     """fsync a file already written and closed.
 
@@ -173,25 +232,31 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
     """fsync ``files`` and ``folders`` (best effort, as :func:`fsync_dir`), concurrently,
     with whatever :func:`owe` noted since the last batch.
 
+    Under :func:`watching`, one ``syncfs`` does it all where it is trusted for
+    every path (the fsyncs run only if it is not, or reports an error).
+
     Returns when every one is done, so the caller may then rely on all of them.
 
     Raises:
         OSError: a file could not be flushed (raised after every fsync has finished).
     """
-    jobs = _sync_jobs(files, folders)
-    if jobs:
-        gather([_start(job) for job in jobs[1:]], first=jobs[0])
-
-
-def _sync_jobs(files: Sequence[Path], folders: Sequence[Path]) -> list[Callable[[], None]]:
-    jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
-    jobs += [functools.partial(fsync_dir, d) for d in folders]
     with _owed_lock:
         owed = sorted(_owed)
         _owed.clear()
+    owed_folders = sorted({f.parent for f in owed})
+    if files or folders:
+        from plugmarket._internal import syncfs
+
+        watch: syncfs.Watch | None = getattr(_watched, "watch", None)
+        everything = [*files, *folders, *owed, *owed_folders]
+        if watch is not None and syncfs.covers(watch, everything) and syncfs.flush(watch):
+            return
+    jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
+    jobs += [functools.partial(fsync_dir, d) for d in folders]
     jobs += [functools.partial(_fsync_owed, f) for f in owed]
-    jobs += [functools.partial(fsync_dir, d) for d in sorted({f.parent for f in owed})]
-    return jobs
+    jobs += [functools.partial(fsync_dir, d) for d in owed_folders]
+    if jobs:
+        gather([_start(job) for job in jobs[1:]], first=jobs[0])
 
 
 def _fsync_owed(path: Path) -> None:

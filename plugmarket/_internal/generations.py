@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from plugmarket._internal.durable import fsync_dir, write_temp
+from plugmarket._internal.durable import fsync_dir, fsync_dir_soon, write_temp
 from plugmarket._internal.installed import Generation, decode_generation, encode_generation
 from plugmarket.errors import InstallError
 from plugmarket.settings import current_file
@@ -232,11 +232,16 @@ class Generations:
     def publish_switch(self) -> None:
         """Rename the staged ``current`` into place and fsync the home: the commit point.
 
+        The fsync may still run when this returns (``durable.settling``): what
+        follows it in a transaction (tidying, records) keeps the generation
+        before, which is whole, and a power cut that loses the rename leaves it
+        current.
+
         Raises:
             OSError: the home cannot be written.
         """
         os.replace(self.current_file.with_name(f".{self.current_file.name}.tmp"), self.current_file)
-        fsync_dir(self.home)
+        fsync_dir_soon(self.home)
 
     def remove(self, number: int) -> bool:
         """Delete a generation's file; returns whether there was one."""
