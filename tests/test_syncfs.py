@@ -154,7 +154,13 @@ def test_dirty_bytes_adds_dirty_and_writeback_in_bytes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["Dirty:  lots kB\nWriteback: 0 kB\n", "Dirty: 12 kB\nWriteback:\n"]
+    "text",
+    [
+        "Dirty:  lots kB\nWriteback: 0 kB\n",
+        "Dirty: 12 kB\nWriteback:\n",
+        "MemTotal: 1 kB\n",  # neither figure: unknown, not zero
+        "Dirty: 12 kB\n",
+    ],
 )
 def test_dirty_bytes_that_cannot_be_read_count_as_unlimited(tmp_path: Path, text: str) -> None:
     meminfo = tmp_path / "meminfo"

@@ -96,15 +96,16 @@ def flush(watch: Watch) -> bool:
 
 def dirty_bytes(meminfo: str = "/proc/meminfo") -> int:
     """Bytes dirty or under write-back on the whole machine (unknown: unlimited)."""
-    total = 0
+    found: dict[bytes, int] = {}
     try:
         with open(meminfo, "rb") as handle:
             for line in handle:
                 if line.startswith((b"Dirty:", b"Writeback:")):
-                    total += int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+                    name, amount = line.split()[:2]
+                    found[name] = int(amount) * 1024
+    except (OSError, ValueError):
         return sys.maxsize
-    return total
+    return sum(found.values()) if len(found) == 2 else sys.maxsize
 
 
 @functools.cache
