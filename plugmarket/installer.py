@@ -432,6 +432,11 @@ class Installer:
                     raise _write_error(self.home, exc, op) from exc
                 raise
         self._finish(entry, faults)
+        # Once, after the journal is gone too (an unlink during it would wait for it),
+        # and while the caller writes its records (durable.settling). Tidying during
+        # it keeps the generation before (at least two are kept), so a power cut
+        # that loses the rename still finds that one whole, and current.
+        durable.fsync_dir_soon(self.home)
         return generation
 
     def _start_journal(self, entry: Journal, faults: Faults) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from plugmarket._internal.durable import fsync_dir, fsync_dir_soon, write_temp
+from plugmarket._internal.durable import fsync_dir, write_temp
 from plugmarket._internal.installed import Generation, decode_generation, encode_generation
 from plugmarket.errors import InstallError
 from plugmarket.settings import current_file
@@ -174,7 +174,7 @@ class Generations:
     # The installer's commit in steps, so that independent fsyncs overlap:
     # stage (the generation's file, under its final name) -> the caller fsyncs
     # it and the folder, with the rest of its batch -> publish; stage_switch ->
-    # the caller fsyncs it -> publish_switch (rename, fsync the home) for ``current``.
+    # the caller fsyncs it -> publish_switch (rename; the caller fsyncs the home).
 
     def stage(self, generation: Generation) -> Path:
         """Write a new generation's file, not fsynced; ``current`` does not name it yet.
@@ -230,18 +230,13 @@ class Generations:
         return write_temp(self.current_file, f"{number}\n".encode(), sync=False)
 
     def publish_switch(self) -> None:
-        """Rename the staged ``current`` into place and fsync the home: the commit point.
-
-        The fsync may still run when this returns (``durable.settling``): what
-        follows it in a transaction (tidying, records) keeps the generation
-        before, which is whole, and a power cut that loses the rename leaves it
-        current.
+        """Rename the staged ``current`` into place: the commit point. The caller
+        then fsyncs the home (``durable.fsync_dir_soon``) so that it survives a power cut.
 
         Raises:
             OSError: the home cannot be written.
         """
         os.replace(self.current_file.with_name(f".{self.current_file.name}.tmp"), self.current_file)
-        fsync_dir_soon(self.home)
 
     def remove(self, number: int) -> bool:
         """Delete a generation's file; returns whether there was one."""
