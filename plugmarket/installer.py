@@ -412,16 +412,21 @@ class Installer:
                 folders += entry_folders
             generation = Generation(new_number, build(), parent=parent, reason=reason)
             files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
-            # Not overlapped with the live swap: with the fsync threads waking during
-            # the swap, both together took longer than one after the other.
-            durable.sync_all(files, [*folders, self.gens.folder])
+            # The live swap reads only the new entries, whole whether or not they are
+            # on the disk yet: it runs while the batch waits for the disk.
+            batch = durable.sync_soon(files, [*folders, self.gens.folder])
+            try:
+                if live is not None:
+                    live.sync(generation, self.files)
+                    swapped = True
+                    faults("live-swapped")
+            finally:
+                failed = batch.exception()  # waits: an undo removes what it flushes
+            if failed is not None:
+                raise failed
             faults("generation-temp-written")
             self.gens.publish(new_number)
             faults("generation-written")
-            if live is not None:
-                live.sync(generation, self.files)
-                swapped = True
-                faults("live-swapped")
             faults("current-temp-written")
             self.gens.publish_switch()
             faults("current-switched")

@@ -55,15 +55,15 @@ STEPS = {
         *TXN_HEAD,
         "artifact-unpacked:1",
         "artifact-stored:1",
-        *GENERATION,
         "live-swapped",
+        *GENERATION,
         *TXN_SWITCH,
         "generations-pruned",
         "entries-collected",
         "journal-committed",
     ],
-    "uninstall": [*TXN_HEAD, *GENERATION, "live-swapped", *TXN_SWITCH, "journal-committed"],
-    "rollback": [*TXN_HEAD, *GENERATION, "live-swapped", *TXN_SWITCH, "journal-committed"],
+    "uninstall": [*TXN_HEAD, "live-swapped", *GENERATION, *TXN_SWITCH, "journal-committed"],
+    "rollback": [*TXN_HEAD, "live-swapped", *GENERATION, *TXN_SWITCH, "journal-committed"],
     "gc": [*TXN_HEAD, "generations-pruned", "entries-collected", "journal-committed"],
 }
 RECOVERY = ["recovery-started", "recovery-undone", "recovery-collected", "recovery-finished"]

@@ -73,6 +73,7 @@ __all__ = [
     "owe",
     "settling",
     "sync_all",
+    "sync_soon",
     "watching",
     "write_temp",
 ]
@@ -259,6 +260,25 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
         gather([_start(job) for job in jobs[1:]], first=jobs[0])
 
 
+def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
+    """:func:`sync_all` on another thread (with this thread's :func:`watching`), so the
+    caller can work while the disk does; wait for the future before relying on any of
+    it, or removing what it flushes."""
+    watch = getattr(_watched, "watch", None)
+
+    def batch() -> None:
+        _watched.watch = watch
+        try:
+            sync_all(files, folders)
+        finally:
+            _watched.watch = None
+
+    try:
+        return _batch_pool().submit(batch)
+    except RuntimeError:  # the interpreter is shutting down
+        return _inline(batch)
+
+
 def _fsync_owed(path: Path) -> None:
     """fsync a file noted by :func:`owe`, best effort: it may be gone (a cache is
     cleared) or refuse (a read-only cache), which is no failure of the batch."""
@@ -311,6 +331,7 @@ def gather(futures: Sequence[Future[T]], *, first: Callable[[], T] | None = None
 _owed: set[Path] = set()
 _owed_lock = threading.Lock()
 _pool_now: ThreadPoolExecutor | None = None
+_batch_pool_now: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
@@ -322,9 +343,19 @@ def _pool() -> ThreadPoolExecutor:
         return _pool_now
 
 
+def _batch_pool() -> ThreadPoolExecutor:
+    """One thread for :func:`sync_soon`'s batches: apart from the fsync pool, which
+    they wait for, so that pool never waits for itself."""
+    global _batch_pool_now
+    with _pool_lock:
+        if _batch_pool_now is None:
+            _batch_pool_now = ThreadPoolExecutor(1, thread_name_prefix="plugmarket-batch")
+        return _batch_pool_now
+
+
 def _forget_pool() -> None:
-    global _pool_now, _pool_lock, _owed_lock
-    _pool_now = None
+    global _pool_now, _batch_pool_now, _pool_lock, _owed_lock
+    _pool_now = _batch_pool_now = None
     _pool_lock = threading.Lock()
     _owed_lock = threading.Lock()
 
