@@ -1,0 +1,450 @@
+"""The commit's batch runs on its own thread while the live plugins are swapped.
+
+``durable.sync_soon`` carries the caller's watch to the batch thread (one
+``syncfs`` there) and leaves none behind; ``Installer._commit`` always waits
+for that batch before anything else, whether the swap or the batch failed,
+and undoes both; the home's fsync after the commit point runs once the
+journal is gone and is over before the operation returns.
+
+A write error cannot be staged on a real disk: the tests that need one wrap
+``durable.sync_all`` so that the commit's batch really flushes, then reports
+EIO. Every other part is real: an ext4 home under ``tmp_path``, built
+artifacts, the loader and a real IPython shell.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugmarket import loader
+from plugmarket._internal import durable, journal, syncfs
+from plugmarket._internal.installed import Generation
+from plugmarket.errors import ActivationError, InstallError
+from plugmarket.host import IPythonHost
+from plugmarket.installer import Installer
+from plugmarket.live import LiveSet
+from plugmarket.marketplace import Marketplace
+from plugmarket.plan import Plan
+from plugmarket.settings import Settings
+from tests.support.artifacts import Artifact, fetch, make_artifact, tree
+
+MAGICS = ["ipython.magics"]
+WAIT = 60.0  # seconds a staged wait may take before the test fails instead of hanging
+
+
+def _hello(version: str, *, broken: bool = False) -> str:
+    code = (
+        "def activate(ctx):\n"
+        f"    ctx.register_magic(lambda line: 'hello from {version}', name='hello')\n"
+    )
+    if broken:
+        code += f"    raise RuntimeError('version {version} cannot start')\n"
+    return code
+
+
+@pytest.fixture
+def arts(tmp_path: Path) -> dict[str, Artifact]:
+    where = tmp_path / "registry"
+    uses_alpha = (
+        "import alpha\n"
+        "def activate(ctx):\n"
+        "    ctx.register_magic(lambda line: f'alpha says {alpha.VALUE}', name='ask')\n"
+    )
+    return {
+        "hello-1": make_artifact(where, "hello", "1.0", _hello("1"), capabilities=MAGICS),
+        "hello-2": make_artifact(
+            where, "hello", "2.0", _hello("2", broken=True), capabilities=MAGICS
+        ),
+        "hello-3": make_artifact(where, "hello", "3.0", _hello("3"), capabilities=MAGICS),
+        "alpha-1": make_artifact(where, "alpha", "1.0", "VALUE = 1\n"),
+        "beta-1": make_artifact(
+            where, "beta", "1.0", uses_alpha, requires=["alpha>=1"], capabilities=MAGICS
+        ),
+    }
+
+
+@pytest.fixture
+def ext4(tmp_path: Path) -> Path:
+    """tmp_path, which the syncfs path needs on ext4 (a trusted file system)."""
+    kind = syncfs.fs_type(os.stat(tmp_path).st_dev)
+    assert kind == "ext4", f"these tests need {tmp_path} on ext4, not {kind!r}"
+    assert syncfs._syncfs() is not None, f"syncfs is not trusted on Linux {os.uname().release}"
+    return tmp_path
+
+
+def _live_hello(home: Path, shell: Any, hello: Artifact) -> tuple[Installer, LiveSet]:
+    """An installer and a live set in the real shell, with hello 1.0 installed and live."""
+    settings = Settings(home=home)
+    inst, live = Installer(settings, faults=""), LiveSet(settings, host=IPythonHost(shell))
+    inst.apply(Plan("install", (hello.add(grants=MAGICS),)), fetch, reason="1", live=live)
+    assert shell.run_cell("%hello").result == "hello from 1"
+    return inst, live
+
+
+def _loaded() -> dict[str, str]:
+    return {pid: str(lp.version) for pid, lp in loader.loaded().items()}
+
+
+def _on_old_generation(inst: Installer, home: Path, before: dict[str, bytes | None]) -> None:
+    """The disk is exactly as it was on generation 1: nothing above it, nothing left over."""
+    assert tree(home) == before
+    assert inst.current().number == 1 and inst.gens.numbers() == [1]
+    assert inst.store.names() == [inst.current().plugins["hello"].sha256]
+    assert not journal.pending(home) and inst.check().problems == ()
+    assert "generation-temp-written" not in inst.steps  # nothing got as far as publishing
+
+
+# --- 1. sync_soon ------------------------------------------------------------------------
+
+
+@dataclass
+class Flushes:
+    """What batches flushed, through the seams production calls, and on which thread."""
+
+    fsyncs: list[Path] = field(default_factory=list)
+    syncfs: list[tuple[int, int, int]] = field(default_factory=list)  # (fd, result, thread)
+
+
+@pytest.fixture
+def flushes(ext4: Path, monkeypatch: pytest.MonkeyPatch) -> Flushes:
+    real_syncfs = syncfs._syncfs()
+    assert real_syncfs is not None
+    durable.sync_all([], [])  # pays what earlier code in this process owed
+    record = Flushes()
+    real_file, real_dir = durable.fsync_file, durable.fsync_dir
+
+    def fsync_file(path: Path) -> None:
+        real_file(path)
+        record.fsyncs.append(Path(path))
+
+    def fsync_dir(folder: Path) -> None:
+        real_dir(folder)
+        record.fsyncs.append(Path(folder))
+
+    def counted(fd: int) -> int:
+        result = real_syncfs(fd)
+        record.syncfs.append((fd, result, threading.get_ident()))
+        return result
+
+    monkeypatch.setattr(durable, "fsync_file", fsync_file)
+    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(syncfs, "_syncfs", lambda: counted)
+    # Other programs on a shared machine can leave more than the real limit dirty.
+    monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)
+    return record
+
+
+def _batch(folder: Path) -> tuple[list[Path], list[Path]]:
+    sub = folder / "batch"
+    sub.mkdir()
+    files = [sub / f"f{i}" for i in range(3)]
+    for i, path in enumerate(files):
+        path.write_bytes(b"x" * (i + 1))
+    return files, [folder, sub]
+
+
+def _batch_thread_state() -> tuple[int, object]:
+    """The batch thread's ident and the watch it holds now, asked on that thread itself."""
+    probe = durable._batch_pool().submit(
+        lambda: (threading.get_ident(), getattr(durable._watched, "watch", None))
+    )
+    return probe.result(timeout=WAIT)
+
+
+def test_sync_soon_carries_the_watch_to_the_batch_thread_and_leaves_none_there(
+    ext4: Path, flushes: Flushes
+) -> None:
+    files, folders = _batch(ext4)
+    here = threading.get_ident()
+    with durable.watching(ext4):
+        watch = durable._watched.watch
+        assert watch is not None
+        durable.sync_soon(files, folders).result(timeout=WAIT)
+    # One syncfs on the caller's own watch, on another thread; no fsync at all.
+    assert flushes.fsyncs == [] and len(flushes.syncfs) == 1
+    fd, result, thread = flushes.syncfs[0]
+    assert (fd, result) == (watch.fd, 0) and thread != here
+    batch_thread, left = _batch_thread_state()
+    assert batch_thread == thread and left is None  # the watch (closed by now) is gone
+    # Submitted outside watching, the same thread falls back to the batch's fsyncs.
+    durable.sync_soon(files, folders).result(timeout=WAIT)
+    assert len(flushes.syncfs) == 1 and sorted(flushes.fsyncs) == sorted(files + folders)
+
+
+def test_sync_soon_hands_the_batchs_error_to_its_future_and_still_resets_the_watch(
+    ext4: Path, flushes: Flushes
+) -> None:
+    files, folders = _batch(ext4)
+    gone = ext4 / "gone"
+    with durable.watching(ext4):
+        future = durable.sync_soon([*files, gone], folders)  # raises nothing here
+        error = future.exception(timeout=WAIT)
+    assert isinstance(error, FileNotFoundError) and error.filename == str(gone)
+    # A path it could not check is not trusted: the fsyncs ran, every one, then it failed.
+    assert flushes.syncfs == [] and sorted(flushes.fsyncs) == sorted(files + folders)
+    assert _batch_thread_state()[1] is None
+
+
+# --- 2, 3. a write error in the commit's batch ------------------------------------------
+
+
+class FailingBatch:
+    """The commit's batch (the one flushing generation ``number``'s file) waits until the
+    live swap has returned, really flushes, then reports EIO, as a write-back error would.
+
+    Waiting for the swap makes the undo of a swap that really happened certain; the live
+    set's ``sync`` notes what was loaded after each call (the swap, then the undo's).
+    """
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, inst: Installer, live: LiveSet, number: int
+    ) -> None:
+        self.swapped = threading.Event()
+        self.seen: list[tuple[int, dict[str, str]]] = []
+        self.failed_on: list[int] = []
+        target = inst.gens.path(number)
+        real_sync_all, real_live_sync = durable.sync_all, live.sync
+
+        def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
+            if target not in [Path(f) for f in files]:
+                real_sync_all(files, folders)
+                return
+            assert self.swapped.wait(WAIT), "the live swap never returned"
+            real_sync_all(files, folders)
+            self.failed_on.append(threading.get_ident())
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
+
+        def live_sync(generation: Generation, files: Any) -> Any:
+            try:
+                return real_live_sync(generation, files)
+            finally:
+                self.seen.append((generation.number, _loaded()))
+                self.swapped.set()
+
+        monkeypatch.setattr(durable, "sync_all", sync_all)
+        monkeypatch.setattr(live, "sync", live_sync)
+
+
+def _says_the_home_could_not_be_written(exc: InstallError, home: Path, op: str) -> None:
+    assert exc.step == op and str(home) in exc.message
+    assert "writable" in exc.hint and "free space" in exc.hint
+    cause = exc.__cause__
+    assert isinstance(cause, OSError) and cause.errno == errno.EIO
+
+
+def test_a_write_error_in_the_batch_of_an_update_puts_the_old_version_back_live(
+    shell: Any, home: Path, arts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst, live = _live_hello(home, shell, arts["hello-1"])
+    before = tree(home)
+    staged = FailingBatch(monkeypatch, inst, live, number=2)
+    update = Plan("update", (arts["hello-3"].change("1.0", grants=MAGICS),))
+    with pytest.raises(InstallError) as info:
+        inst.apply(update, fetch, reason="update hello", live=live)
+    _says_the_home_could_not_be_written(info.value, home, "update")
+    # The batch failed on its own thread, after 3.0 had really been swapped in.
+    assert len(staged.failed_on) == 1 and staged.failed_on != [threading.get_ident()]
+    assert staged.seen == [(2, {"hello": "3.0"}), (1, {"hello": "1.0"})]
+    # The kernel: the old version is active and its magic works.
+    assert _loaded() == {"hello": "1.0"} and live.generation == 1
+    assert shell.run_cell("%hello").result == "hello from 1"
+    _on_old_generation(inst, home, before)
+
+
+def test_a_write_error_in_the_batch_of_an_install_leaves_nothing_of_it_loaded(
+    shell: Any, home: Path, arts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst, live = _live_hello(home, shell, arts["hello-1"])
+    before = tree(home)
+    staged = FailingBatch(monkeypatch, inst, live, number=2)
+    install = Plan("install", (arts["alpha-1"].add(), arts["beta-1"].add(grants=MAGICS)))
+    with pytest.raises(InstallError) as info:
+        inst.apply(install, fetch, reason="install beta", live=live)
+    _says_the_home_could_not_be_written(info.value, home, "install")
+    assert len(staged.failed_on) == 1
+    assert staged.seen == [
+        (2, {"hello": "1.0", "alpha": "1.0", "beta": "1.0"}),
+        (1, {"hello": "1.0"}),
+    ]
+    assert _loaded() == {"hello": "1.0"} and live.generation == 1
+    assert not shell.run_cell("%ask").success
+    assert shell.run_cell("%hello").result == "hello from 1"
+    _on_old_generation(inst, home, before)
+
+
+# --- 4. a swap that fails while the batch runs ------------------------------------------
+
+
+class WaitedFuture(Future[None]):
+    """The batch's future as the commit sees it: it notes when someone waits on it."""
+
+    def __init__(self, held: HeldBatch) -> None:
+        super().__init__()
+        self.held = held
+
+    def result(self, timeout: float | None = None) -> None:
+        self.held.note("waited")
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self.held.note("waited")
+        return super().exception(timeout)
+
+
+class HeldBatch:
+    """What happened, in order, around the commit's batch; the batch is held until the
+    commit either waits on its future or enters the undo, whichever comes first."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.events: list[str] = []
+
+    def note(self, event: str) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.cond:
+            ok = self.cond.wait_for(
+                lambda: "waited" in self.events or "undo-started" in self.events, WAIT
+            )
+        assert ok, "the commit neither waited for its batch nor undid"
+        yield
+        self.note("batch-finished")
+
+
+def test_a_failed_swap_waits_for_the_batch_before_the_undo_removes_what_it_flushes(
+    shell: Any, home: Path, arts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is held until the commit does one of two things: wait on the batch's
+    future (a wrapper around ``sync_soon`` hands back a future that notes that) or enter
+    ``Installer._undo`` (wrapped to note it). A commit that waits releases the batch by
+    waiting, and enters the undo only after the batch finished; a commit that went
+    straight from the failed swap to the undo releases it only from inside the undo, so
+    "undo-started" comes before "batch-finished" every time, never by chance. Had the
+    commit done neither, the batch's timeout would fail the test instead of hanging it.
+    """
+    inst, live = _live_hello(home, shell, arts["hello-1"])
+    before = tree(home)
+    record = HeldBatch()
+    target = inst.gens.path(2)
+    real_sync_all, real_sync_soon = durable.sync_all, durable.sync_soon
+    real_undo, real_live_sync = Installer._undo, live.sync
+
+    def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
+        if target not in [Path(f) for f in files]:
+            real_sync_all(files, folders)
+            return
+        with record.held():
+            real_sync_all(files, folders)
+
+    def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
+        seen = WaitedFuture(record)
+
+        def copy(done: Future[None]) -> None:
+            error = done.exception()
+            if error is None:
+                seen.set_result(None)
+            else:
+                seen.set_exception(error)
+
+        real_sync_soon(files, folders).add_done_callback(copy)
+        return seen
+
+    def live_sync(generation: Generation, files: Any) -> Any:
+        try:
+            return real_live_sync(generation, files)
+        except InstallError:
+            record.note("swap-failed")
+            raise
+
+    def undo(self: Installer, *args: Any) -> None:
+        record.note("undo-started")
+        real_undo(self, *args)
+
+    monkeypatch.setattr(durable, "sync_all", sync_all)
+    monkeypatch.setattr(durable, "sync_soon", sync_soon)
+    monkeypatch.setattr(Installer, "_undo", undo)
+    monkeypatch.setattr(live, "sync", live_sync)
+    update = Plan("update", (arts["hello-2"].change("1.0", grants=MAGICS),))
+    with pytest.raises(InstallError) as info:
+        inst.apply(update, fetch, reason="update hello", live=live)
+    assert record.events == ["swap-failed", "waited", "batch-finished", "undo-started"]
+    assert info.value.step == "live" and info.value.plugin_id == "hello"
+    assert isinstance(info.value.__cause__, ActivationError)
+    assert "version 2 cannot start" in str(info.value.__cause__.__cause__)
+    assert _loaded() == {"hello": "1.0"} and live.generation == 1
+    assert shell.run_cell("%hello").result == "hello from 1"
+    _on_old_generation(inst, home, before)
+
+
+# --- 5. the home's fsync after the commit point -----------------------------------------
+
+
+@dataclass
+class HomeFsync:
+    """One fsync_dir of the home: where and when it ran."""
+
+    thread: int
+    journal_there: bool
+    current: str
+    finished: bool = False
+
+
+def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal(
+    ext4: Path, home: Path, shell: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The home's fsync is held until the operation's body (its records included) is
+    over, so it is certainly still running when ``settling`` starts to wait for it."""
+    assert home.is_relative_to(ext4)
+    monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)  # the batch is one syncfs
+    market = Marketplace(home, host=IPythonHost(shell))
+    where = market.installer.home
+    body_over = threading.Event()
+    fsyncs: list[HomeFsync] = []
+    at_body_end: list[list[bool]] = []
+    real_dir, real_settling = durable.fsync_dir, durable.settling
+
+    def fsync_dir(folder: Path) -> None:
+        if Path(folder) != where:
+            real_dir(folder)
+            return
+        current = (where / "current").read_text() if (where / "current").exists() else ""
+        seen = HomeFsync(threading.get_ident(), journal.path(where).exists(), current.strip())
+        fsyncs.append(seen)
+        if not seen.journal_there:  # a batch's fsync (a fallback) is waited for inside
+            assert body_over.wait(WAIT), "the operation never ended"
+        real_dir(folder)
+        seen.finished = True
+
+    @contextmanager
+    def settling() -> Iterator[None]:
+        with real_settling():
+            yield
+            at_body_end.append([f.finished for f in fsyncs])
+            body_over.set()
+
+    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(durable, "settling", settling)
+    try:
+        market.install("csv-preview", yes=True)
+        assert [(f.finished, f.journal_there, f.current) for f in fsyncs] == [(True, False, "1")]
+        assert fsyncs[0].thread != threading.get_ident()  # on the pool, beside the records
+        assert at_body_end == [[False]]  # still running when the operation's body ended
+        assert "csv_preview" in shell.magics_manager.magics["line"]
+        assert market.check().problems == ()
+    finally:
+        market.close()
