@@ -42,7 +42,7 @@ from pathlib import Path
 
 __all__ = ["DIRTY_LIMIT", "TRUSTED_TYPES", "Watch", "covers", "flush", "open_watch"]
 
-DIRTY_LIMIT = 32 * 1024 * 1024  # bytes dirty or in write-back machine-wide; above it, fsyncs
+DIRTY_LIMIT = 8 * 1024 * 1024  # bytes dirty or in write-back machine-wide; above it, fsyncs
 TRUSTED_TYPES = frozenset({"ext3", "ext4", "xfs", "btrfs"})
 FIRST_REPORTING = (5, 8)  # the first Linux whose syncfs reports write-back errors
 
