@@ -18,7 +18,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -196,6 +196,57 @@ def test_sync_soon_hands_the_batchs_error_to_its_future_and_still_resets_the_wat
     assert _batch_thread_state()[1] is None
 
 
+def test_sync_soon_returns_once_its_batch_waits_for_the_disk(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller goes on (to the live swap) only once the batch thread has reached the
+    disk wait: otherwise the caller's Python holds the GIL the batch needs to start."""
+    files, folders = _batch(ext4)
+    events: list[str] = []
+    release = threading.Event()
+    real_sync_all = durable.sync_all
+
+    def sync_all(
+        files: Sequence[Path],
+        folders: Sequence[Path],
+        *,
+        waiting: Callable[[], object] | None = None,
+    ) -> None:
+        def begun() -> None:
+            events.append("batch waits for the disk")
+            if waiting is not None:
+                waiting()
+
+        real_sync_all(files, folders, waiting=begun)
+
+    def slow_disk(fd: int) -> int:
+        assert release.wait(WAIT), "the test never released the disk"
+        return 0
+
+    monkeypatch.setattr(durable, "sync_all", sync_all)
+    monkeypatch.setattr(syncfs, "_syncfs", lambda: slow_disk)
+    monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)
+    with durable.watching(ext4):
+        future = durable.sync_soon(files, folders)
+        events.append("sync_soon returned")
+        assert not future.done()  # the disk is still "busy"
+        release.set()
+        assert future.result(WAIT) is None
+    assert events == ["batch waits for the disk", "sync_soon returned"]
+
+
+def test_sync_soon_returns_when_its_batch_fails_before_waiting(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(files: Sequence[Path], folders: Sequence[Path], **_: Any) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(durable, "sync_all", broken)
+    future = durable.sync_soon([ext4 / "f"], [ext4])
+    error = future.exception(WAIT)
+    assert isinstance(error, OSError) and error.errno == errno.EIO
+
+
 # --- 2, 3. a write error in the commit's batch ------------------------------------------
 
 
@@ -216,10 +267,17 @@ class FailingBatch:
         target = inst.gens.path(number)
         real_sync_all, real_live_sync = durable.sync_all, live.sync
 
-        def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
+        def sync_all(
+            files: Sequence[Path],
+            folders: Sequence[Path],
+            *,
+            waiting: Callable[[], object] | None = None,
+        ) -> None:
             if target not in [Path(f) for f in files]:
-                real_sync_all(files, folders)
+                real_sync_all(files, folders, waiting=waiting)
                 return
+            if waiting is not None:  # as the real batch: the caller goes on from here
+                waiting()
             assert self.swapped.wait(WAIT), "the live swap never returned"
             real_sync_all(files, folders)
             self.failed_on.append(threading.get_ident())
@@ -344,10 +402,17 @@ def test_a_failed_swap_waits_for_the_batch_before_the_undo_removes_what_it_flush
     real_sync_all, real_sync_soon = durable.sync_all, durable.sync_soon
     real_undo, real_live_sync = Installer._undo, live.sync
 
-    def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
+    def sync_all(
+        files: Sequence[Path],
+        folders: Sequence[Path],
+        *,
+        waiting: Callable[[], object] | None = None,
+    ) -> None:
         if target not in [Path(f) for f in files]:
-            real_sync_all(files, folders)
+            real_sync_all(files, folders, waiting=waiting)
             return
+        if waiting is not None:  # as the real batch: the caller goes on from here
+            waiting()
         with record.held():
             real_sync_all(files, folders)
 

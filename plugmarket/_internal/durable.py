@@ -229,12 +229,18 @@ def owe(path: Path) -> None:
         _owed.add(Path(path))
 
 
-def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
+def sync_all(
+    files: Sequence[Path],
+    folders: Sequence[Path],
+    *,
+    waiting: Callable[[], object] | None = None,
+) -> None:
     """fsync ``files`` and ``folders`` (best effort, as :func:`fsync_dir`), concurrently,
     with whatever :func:`owe` noted since the last batch.
 
     Under :func:`watching`, one ``syncfs`` does it all where it is trusted for
     every path (the fsyncs run only if it is not, or reports an error).
+    ``waiting`` is called just before the wait for the disk begins.
 
     Returns when every one is done, so the caller may then rely on all of them.
 
@@ -250,12 +256,18 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
 
         watch: syncfs.Watch | None = getattr(_watched, "watch", None)
         everything = [*files, *folders, *owed, *owed_folders]
-        if watch is not None and syncfs.covers(watch, everything) and syncfs.flush(watch):
-            return
+        if watch is not None and syncfs.covers(watch, everything):
+            if waiting is not None:
+                waiting()
+                waiting = None
+            if syncfs.flush(watch):
+                return
     jobs: list[Callable[[], None]] = [functools.partial(fsync_file, f) for f in files]
     jobs += [functools.partial(fsync_dir, d) for d in folders]
     jobs += [functools.partial(_fsync_owed, f) for f in owed]
     jobs += [functools.partial(fsync_dir, d) for d in owed_folders]
+    if waiting is not None:
+        waiting()
     if jobs:
         gather([_start(job) for job in jobs[1:]], first=jobs[0])
 
@@ -263,20 +275,29 @@ def sync_all(files: Sequence[Path], folders: Sequence[Path]) -> None:
 def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
     """:func:`sync_all` on another thread (with this thread's :func:`watching`), so the
     caller can work while the disk does; wait for the future before relying on any of
-    it, or removing what it flushes."""
+    it, or removing what it flushes.
+
+    Returns once the batch waits for the disk (or has ended): the batch's own Python
+    needs the GIL, which a caller going straight on to Python work would hold for up
+    to the interpreter's switch interval (5 ms) before the disk even started.
+    """
     watch = getattr(_watched, "watch", None)
+    begun = threading.Event()
 
     def batch() -> None:
         _watched.watch = watch
         try:
-            sync_all(files, folders)
+            sync_all(files, folders, waiting=begun.set)
         finally:
             _watched.watch = None
 
     try:
-        return _batch_pool().submit(batch)
+        future = _batch_pool().submit(batch)
     except RuntimeError:  # the interpreter is shutting down
         return _inline(batch)
+    future.add_done_callback(lambda _: begun.set())  # also when it failed before waiting
+    begun.wait()
+    return future
 
 
 def _fsync_owed(path: Path) -> None:
