@@ -247,6 +247,29 @@ def test_sync_soon_returns_when_its_batch_fails_before_waiting(
     assert isinstance(error, OSError) and error.errno == errno.EIO
 
 
+def test_fsync_dir_soon_returns_once_the_pool_thread_is_at_the_fsync(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``settling``, the home's fsync after the commit point is under way before
+    the caller goes on to write its records (their Python would keep it from starting),
+    and the block still ends only after it."""
+    events: list[str] = []
+    release = threading.Event()
+
+    def slow_fsync_dir(folder: Path) -> None:
+        events.append("fsync begun")
+        assert release.wait(WAIT), "the test never released the fsync"
+        events.append("fsync done")
+
+    monkeypatch.setattr(durable, "fsync_dir", slow_fsync_dir)
+    with durable.settling():
+        durable.fsync_dir_soon(ext4)
+        events.append("fsync_dir_soon returned")
+        release.set()
+    events.append("settled")
+    assert events == ["fsync begun", "fsync_dir_soon returned", "fsync done", "settled"]
+
+
 # --- 2, 3. a write error in the commit's batch ------------------------------------------
 
 

@@ -146,12 +146,25 @@ def fsync_dir(folder: Path) -> None:
 
 def fsync_dir_soon(folder: Path) -> None:
     """:func:`fsync_dir`, started on the pool under :func:`settling` (waited for when
-    its block ends), run here otherwise."""
+    its block ends), run here otherwise.
+
+    Returns once the pool thread is at the fsync, as :func:`sync_soon` does: the
+    caller's Python would otherwise keep it from starting.
+    """
     started: list[Future[None]] | None = getattr(_settle, "started", None)
     if started is None:
         fsync_dir(folder)
-    else:
-        started.append(_start(functools.partial(fsync_dir, folder)))
+        return
+    begun = threading.Event()
+
+    def job() -> None:
+        begun.set()
+        fsync_dir(folder)
+
+    future = _start(job)
+    future.add_done_callback(lambda _: begun.set())
+    begun.wait()
+    started.append(future)
 
 
 @contextmanager
