@@ -252,6 +252,9 @@ def run(rounds: int, work: Path, seed: int = 0) -> dict[str, float]:
 
         samples: dict[str, list[float]] = {name: [] for name in cases}
         order = list(cases)
+        # Setting up (and an earlier run's cleanup) leaves megabytes waiting to be
+        # written; whichever side first flushed the disk would pay for all of it.
+        os.sync()
         shuffle = random.Random(seed).shuffle
         for i in range(rounds):  # interleaved, so every side sees the same machine
             # In a new order each round: a case right after pip or uv (this process idle
