@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,38 +38,24 @@ from plugmarket.marketplace import Marketplace
 from plugmarket.plan import Plan
 from plugmarket.settings import Settings
 from tests.support.artifacts import Artifact, fetch, make_artifact, tree
+from tests.support.plugins import USES_ALPHA, hello_source
 
 MAGICS = ["ipython.magics"]
 WAIT = 60.0  # seconds a staged wait may take before the test fails instead of hanging
 
 
-def _hello(version: str, *, broken: bool = False) -> str:
-    code = (
-        "def activate(ctx):\n"
-        f"    ctx.register_magic(lambda line: 'hello from {version}', name='hello')\n"
-    )
-    if broken:
-        code += f"    raise RuntimeError('version {version} cannot start')\n"
-    return code
-
-
 @pytest.fixture
 def arts(tmp_path: Path) -> dict[str, Artifact]:
     where = tmp_path / "registry"
-    uses_alpha = (
-        "import alpha\n"
-        "def activate(ctx):\n"
-        "    ctx.register_magic(lambda line: f'alpha says {alpha.VALUE}', name='ask')\n"
-    )
     return {
-        "hello-1": make_artifact(where, "hello", "1.0", _hello("1"), capabilities=MAGICS),
+        "hello-1": make_artifact(where, "hello", "1.0", hello_source("1"), capabilities=MAGICS),
         "hello-2": make_artifact(
-            where, "hello", "2.0", _hello("2", broken=True), capabilities=MAGICS
+            where, "hello", "2.0", hello_source("2", broken=True), capabilities=MAGICS
         ),
-        "hello-3": make_artifact(where, "hello", "3.0", _hello("3"), capabilities=MAGICS),
+        "hello-3": make_artifact(where, "hello", "3.0", hello_source("3"), capabilities=MAGICS),
         "alpha-1": make_artifact(where, "alpha", "1.0", "VALUE = 1\n"),
         "beta-1": make_artifact(
-            where, "beta", "1.0", uses_alpha, requires=["alpha>=1"], capabilities=MAGICS
+            where, "beta", "1.0", USES_ALPHA, requires=["alpha>=1"], capabilities=MAGICS
         ),
     }
 
@@ -273,6 +259,31 @@ def test_fsync_dir_soon_returns_once_the_pool_thread_is_at_the_fsync(
 # --- 2, 3. a write error in the commit's batch ------------------------------------------
 
 
+def _commit_batch(
+    target: Path, hold: Callable[[], AbstractContextManager[object]]
+) -> Callable[..., None]:
+    """``durable.sync_all`` with the commit's batch (the one flushing ``target``) run
+    inside ``hold()``, after telling the caller it waits for the disk, as the real one
+    does; every other batch is the real one."""
+    real_sync_all = durable.sync_all
+
+    def sync_all(
+        files: Sequence[Path],
+        folders: Sequence[Path],
+        *,
+        waiting: Callable[[], object] | None = None,
+    ) -> None:
+        if target not in [Path(f) for f in files]:
+            real_sync_all(files, folders, waiting=waiting)
+            return
+        if waiting is not None:
+            waiting()
+        with hold():
+            real_sync_all(files, folders)
+
+    return sync_all
+
+
 class FailingBatch:
     """The commit's batch (the one flushing generation ``number``'s file) waits until the
     live swap has returned, really flushes, then reports EIO, as a write-back error would.
@@ -288,21 +299,12 @@ class FailingBatch:
         self.seen: list[tuple[int, dict[str, str]]] = []
         self.failed_on: list[int] = []
         target = inst.gens.path(number)
-        real_sync_all, real_live_sync = durable.sync_all, live.sync
+        real_live_sync = live.sync
 
-        def sync_all(
-            files: Sequence[Path],
-            folders: Sequence[Path],
-            *,
-            waiting: Callable[[], object] | None = None,
-        ) -> None:
-            if target not in [Path(f) for f in files]:
-                real_sync_all(files, folders, waiting=waiting)
-                return
-            if waiting is not None:  # as the real batch: the caller goes on from here
-                waiting()
+        @contextmanager
+        def after_the_swap_then_eio() -> Iterator[None]:
             assert self.swapped.wait(WAIT), "the live swap never returned"
-            real_sync_all(files, folders)
+            yield  # the batch really flushes here
             self.failed_on.append(threading.get_ident())
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
 
@@ -313,7 +315,7 @@ class FailingBatch:
                 self.seen.append((generation.number, _loaded()))
                 self.swapped.set()
 
-        monkeypatch.setattr(durable, "sync_all", sync_all)
+        monkeypatch.setattr(durable, "sync_all", _commit_batch(target, after_the_swap_then_eio))
         monkeypatch.setattr(live, "sync", live_sync)
 
 
@@ -422,22 +424,8 @@ def test_a_failed_swap_waits_for_the_batch_before_the_undo_removes_what_it_flush
     before = tree(home)
     record = HeldBatch()
     target = inst.gens.path(2)
-    real_sync_all, real_sync_soon = durable.sync_all, durable.sync_soon
+    real_sync_soon = durable.sync_soon
     real_undo, real_live_sync = Installer._undo, live.sync
-
-    def sync_all(
-        files: Sequence[Path],
-        folders: Sequence[Path],
-        *,
-        waiting: Callable[[], object] | None = None,
-    ) -> None:
-        if target not in [Path(f) for f in files]:
-            real_sync_all(files, folders, waiting=waiting)
-            return
-        if waiting is not None:  # as the real batch: the caller goes on from here
-            waiting()
-        with record.held():
-            real_sync_all(files, folders)
 
     def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
         seen = WaitedFuture(record)
@@ -463,7 +451,7 @@ def test_a_failed_swap_waits_for_the_batch_before_the_undo_removes_what_it_flush
         record.note("undo-started")
         real_undo(self, *args)
 
-    monkeypatch.setattr(durable, "sync_all", sync_all)
+    monkeypatch.setattr(durable, "sync_all", _commit_batch(target, record.held))
     monkeypatch.setattr(durable, "sync_soon", sync_soon)
     monkeypatch.setattr(Installer, "_undo", undo)
     monkeypatch.setattr(live, "sync", live_sync)

@@ -16,35 +16,21 @@ from plugmarket.live import LiveChanges, LiveSet
 from plugmarket.plan import Plan
 from plugmarket.settings import Settings
 from tests.support.artifacts import Artifact, fetch, make_artifact, remove
+from tests.support.plugins import USES_ALPHA, hello_source
 
 MAGICS = ["ipython.magics"]
-
-
-def _hello(version: str, *, broken: bool = False) -> str:
-    code = (
-        "def activate(ctx):\n"
-        f"    ctx.register_magic(lambda line: 'hello from {version}', name='hello')\n"
-    )
-    if broken:
-        code += "    raise RuntimeError('version 2 cannot start')\n"
-    return code
 
 
 @pytest.fixture
 def arts(tmp_path: Path) -> dict[str, Artifact]:
     where = tmp_path / "registry"
-    uses_alpha = (
-        "import alpha\n"
-        "def activate(ctx):\n"
-        "    ctx.register_magic(lambda line: f'alpha says {alpha.VALUE}', name='ask')\n"
-    )
     return {
-        "hello-1": make_artifact(where, "hello", "1.0", _hello("1"), capabilities=MAGICS),
-        "hello-2": make_artifact(where, "hello", "2.0", _hello("2", broken=True)),
-        "hello-3": make_artifact(where, "hello", "3.0", _hello("3"), capabilities=MAGICS),
+        "hello-1": make_artifact(where, "hello", "1.0", hello_source("1"), capabilities=MAGICS),
+        "hello-2": make_artifact(where, "hello", "2.0", hello_source("2", broken=True)),
+        "hello-3": make_artifact(where, "hello", "3.0", hello_source("3"), capabilities=MAGICS),
         "alpha-1": make_artifact(where, "alpha", "1.0", "VALUE = 1\n"),
         "alpha-2": make_artifact(where, "alpha", "2.0", "VALUE = 2\n"),
-        "beta-1": make_artifact(where, "beta", "1.0", uses_alpha, requires=["alpha>=1"]),
+        "beta-1": make_artifact(where, "beta", "1.0", USES_ALPHA, requires=["alpha>=1"]),
     }
 
 

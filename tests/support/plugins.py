@@ -38,3 +38,23 @@ def write_plugin(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text), encoding="utf-8")
     return package
+
+
+#: A plugin body that imports the plugin ``alpha`` and registers ``%ask``.
+USES_ALPHA = (
+    "import alpha\n"
+    "def activate(ctx):\n"
+    "    ctx.register_magic(lambda line: f'alpha says {alpha.VALUE}', name='ask')\n"
+)
+
+
+def hello_source(version: str, *, broken: bool = False) -> str:
+    """A plugin body registering ``%hello`` (answering ``hello from <version>``);
+    ``broken`` makes its ``activate`` raise after registering."""
+    code = (
+        "def activate(ctx):\n"
+        f"    ctx.register_magic(lambda line: 'hello from {version}', name='hello')\n"
+    )
+    if broken:
+        code += f"    raise RuntimeError('version {version} cannot start')\n"
+    return code
