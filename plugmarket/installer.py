@@ -412,18 +412,21 @@ class Installer:
                 folders += entry_folders
             generation = Generation(new_number, build(), parent=parent, reason=reason)
             files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
-            # The live swap reads only the new entries, whole whether or not they are
-            # on the disk yet: it runs while the batch waits for the disk.
-            batch = durable.sync_soon(files, [*folders, self.gens.folder])
-            try:
-                if live is not None:
+            folders.append(self.gens.folder)
+            if live is None:
+                durable.sync_all(files, folders)
+            else:
+                # The live swap reads only the new entries, whole whether or not they
+                # are on the disk yet: it runs while the batch waits for the disk.
+                batch = durable.sync_soon(files, folders)
+                try:
                     live.sync(generation, self.files)
                     swapped = True
                     faults("live-swapped")
-            finally:
-                failed = batch.exception()  # waits: an undo removes what it flushes
-            if failed is not None:
-                raise failed
+                finally:
+                    failed = durable.outcome(batch)  # an undo removes what it flushes
+                if failed is not None:
+                    raise failed
             faults("generation-temp-written")
             self.gens.publish(new_number)
             faults("generation-written")

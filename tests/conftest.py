@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.demo import unload_all
+from tests.support.flushes import Flushes, on_ext4, record_flushes
 from tests.support.httpserver import LoopbackServer
 from tests.support.registry import Clients, TestRegistry, make_registry
 from tests.support.shell import real_shell
@@ -88,3 +89,15 @@ def _no_plugin_left_loaded() -> Iterator[None]:
     """Whatever a test loaded into this process is unloaded after it, dependents first."""
     yield
     unload_all()
+
+
+@pytest.fixture
+def ext4(tmp_path: Path) -> Path:
+    """tmp_path, which the syncfs tests need on ext4 (a trusted file system)."""
+    return on_ext4(tmp_path)
+
+
+@pytest.fixture
+def flushes(monkeypatch: pytest.MonkeyPatch) -> Flushes:
+    """Every flush of the test's durable batches (tests/support/flushes.py)."""
+    return record_flushes(monkeypatch)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from plugmarket.marketplace import Marketplace
 from plugmarket.plan import Plan
 from plugmarket.settings import Settings
 from tests.support.artifacts import Artifact, fetch, make_artifact, tree
+from tests.support.flushes import Flushes, make_batch
 from tests.support.plugins import USES_ALPHA, hello_source
 
 MAGICS = ["ipython.magics"]
@@ -58,15 +60,6 @@ def arts(tmp_path: Path) -> dict[str, Artifact]:
             where, "beta", "1.0", USES_ALPHA, requires=["alpha>=1"], capabilities=MAGICS
         ),
     }
-
-
-@pytest.fixture
-def ext4(tmp_path: Path) -> Path:
-    """tmp_path, which the syncfs path needs on ext4 (a trusted file system)."""
-    kind = syncfs.fs_type(os.stat(tmp_path).st_dev)
-    assert kind == "ext4", f"these tests need {tmp_path} on ext4, not {kind!r}"
-    assert syncfs._syncfs() is not None, f"syncfs is not trusted on Linux {os.uname().release}"
-    return tmp_path
 
 
 def _live_hello(home: Path, shell: Any, hello: Artifact) -> tuple[Installer, LiveSet]:
@@ -94,52 +87,6 @@ def _on_old_generation(inst: Installer, home: Path, before: dict[str, bytes | No
 # --- 1. sync_soon ------------------------------------------------------------------------
 
 
-@dataclass
-class Flushes:
-    """What batches flushed, through the seams production calls, and on which thread."""
-
-    fsyncs: list[Path] = field(default_factory=list)
-    syncfs: list[tuple[int, int, int]] = field(default_factory=list)  # (fd, result, thread)
-
-
-@pytest.fixture
-def flushes(ext4: Path, monkeypatch: pytest.MonkeyPatch) -> Flushes:
-    real_syncfs = syncfs._syncfs()
-    assert real_syncfs is not None
-    durable.sync_all([], [])  # pays what earlier code in this process owed
-    record = Flushes()
-    real_file, real_dir = durable.fsync_file, durable.fsync_dir
-
-    def fsync_file(path: Path) -> None:
-        real_file(path)
-        record.fsyncs.append(Path(path))
-
-    def fsync_dir(folder: Path) -> None:
-        real_dir(folder)
-        record.fsyncs.append(Path(folder))
-
-    def counted(fd: int) -> int:
-        result = real_syncfs(fd)
-        record.syncfs.append((fd, result, threading.get_ident()))
-        return result
-
-    monkeypatch.setattr(durable, "fsync_file", fsync_file)
-    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
-    monkeypatch.setattr(syncfs, "_syncfs", lambda: counted)
-    # Other programs on a shared machine can leave more than the real limit dirty.
-    monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)
-    return record
-
-
-def _batch(folder: Path) -> tuple[list[Path], list[Path]]:
-    sub = folder / "batch"
-    sub.mkdir()
-    files = [sub / f"f{i}" for i in range(3)]
-    for i, path in enumerate(files):
-        path.write_bytes(b"x" * (i + 1))
-    return files, [folder, sub]
-
-
 def _batch_thread_state() -> tuple[int, object]:
     """The batch thread's ident and the watch it holds now, asked on that thread itself."""
     probe = durable._batch_pool().submit(
@@ -151,34 +98,38 @@ def _batch_thread_state() -> tuple[int, object]:
 def test_sync_soon_carries_the_watch_to_the_batch_thread_and_leaves_none_there(
     ext4: Path, flushes: Flushes
 ) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     here = threading.get_ident()
+    st = os.stat(ext4)
     with durable.watching(ext4):
         watch = durable._watched.watch
         assert watch is not None
         durable.sync_soon(files, folders).result(timeout=WAIT)
-    # One syncfs on the caller's own watch, on another thread; no fsync at all.
-    assert flushes.fsyncs == [] and len(flushes.syncfs) == 1
-    fd, result, thread = flushes.syncfs[0]
-    assert (fd, result) == (watch.fd, 0) and thread != here
+        os.fstat(watch.fd)  # the caller's watch is still open
+    # One syncfs on a copy of the caller's watch (the same folder), on another thread;
+    # no fsync at all.
+    assert flushes.fsyncs() == [] and flushes.syncfs == [0]
+    call = flushes.calls[0]
+    assert call.folder == (st.st_dev, st.st_ino) and call.fd != watch.fd
+    assert call.thread != here
     batch_thread, left = _batch_thread_state()
-    assert batch_thread == thread and left is None  # the watch (closed by now) is gone
+    assert batch_thread == call.thread and left is None  # the watch (closed by now) is gone
     # Submitted outside watching, the same thread falls back to the batch's fsyncs.
     durable.sync_soon(files, folders).result(timeout=WAIT)
-    assert len(flushes.syncfs) == 1 and sorted(flushes.fsyncs) == sorted(files + folders)
+    assert flushes.syncfs == [0] and flushes.fsyncs() == sorted(files + folders)
 
 
 def test_sync_soon_hands_the_batchs_error_to_its_future_and_still_resets_the_watch(
     ext4: Path, flushes: Flushes
 ) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     gone = ext4 / "gone"
     with durable.watching(ext4):
         future = durable.sync_soon([*files, gone], folders)  # raises nothing here
         error = future.exception(timeout=WAIT)
     assert isinstance(error, FileNotFoundError) and error.filename == str(gone)
     # A path it could not check is not trusted: the fsyncs ran, every one, then it failed.
-    assert flushes.syncfs == [] and sorted(flushes.fsyncs) == sorted(files + folders)
+    assert flushes.syncfs == [] and flushes.fsyncs() == sorted(files + folders)
     assert _batch_thread_state()[1] is None
 
 
@@ -187,7 +138,7 @@ def test_sync_soon_returns_once_its_batch_waits_for_the_disk(
 ) -> None:
     """The caller goes on (to the live swap) only once the batch thread has reached the
     disk wait: otherwise the caller's Python holds the GIL the batch needs to start."""
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     events: list[str] = []
     release = threading.Event()
     real_sync_all = durable.sync_all
@@ -231,6 +182,117 @@ def test_sync_soon_returns_when_its_batch_fails_before_waiting(
     future = durable.sync_soon([ext4 / "f"], [ext4])
     error = future.exception(WAIT)
     assert isinstance(error, OSError) and error.errno == errno.EIO
+
+
+def _main_waits_in(function: str) -> bool:
+    """Whether the main thread is blocked in a wait that ``function`` itself called
+    (``Event.wait`` or ``Future.exception``, then ``Condition.wait``): not in one deeper
+    down, such as a new pool thread's start."""
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    names = []
+    while frame is not None and len(names) < 3:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return len(names) == 3 and names[0] == "wait" and names[2] == function
+
+
+@pytest.fixture
+def interrupt_main() -> Iterator[Callable[[str], None]]:
+    """``interrupt(function)``: from another thread, once the main thread is blocked in a
+    wait inside ``function``, interrupt it with a real SIGINT (a notebook's Ctrl-C);
+    returns when the KeyboardInterrupt has been raised there."""
+    assert threading.current_thread() is threading.main_thread(), "run on the main thread"
+    delivered = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        delivered.set()
+        raise KeyboardInterrupt
+
+    def interrupt(function: str) -> None:
+        while not _main_waits_in(function):  # it gets there: the test calls it next
+            os.sched_yield()
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        assert delivered.wait(WAIT), "the interrupt never reached the main thread"
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_sync_soon_waits_for_its_batch_before_raising(
+    ext4: Path, monkeypatch: pytest.MonkeyPatch, interrupt_main: Callable[[str], None]
+) -> None:
+    """A Ctrl-C while the caller waits for the batch to reach the disk: the caller's
+    cleanup (an undo removing what the batch flushes) must not start before the batch
+    has ended, so the interrupt is raised only then."""
+    files, folders = make_batch(ext4)
+    events: list[str] = []
+    real_sync_all = durable.sync_all
+
+    def sync_all(files: Sequence[Path], folders: Sequence[Path], **_: Any) -> None:
+        interrupt_main("sync_soon")  # before it would call `waiting`: the caller waits
+        real_sync_all(files, folders)
+        events.append("batch ended")
+
+    monkeypatch.setattr(durable, "sync_all", sync_all)
+    with pytest.raises(KeyboardInterrupt):
+        durable.sync_soon(files, folders)
+    events.append("interrupt raised")
+    assert events == ["batch ended", "interrupt raised"]
+
+
+def test_outcome_waits_through_an_interrupt_and_raises_it_after(
+    interrupt_main: Callable[[str], None],
+) -> None:
+    job: Future[None] = Future()
+
+    def interrupt_then_end() -> None:
+        interrupt_main("outcome")
+        job.set_exception(OSError(errno.EIO, "the batch failed"))
+
+    helper = threading.Thread(target=interrupt_then_end)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        durable.outcome(job)
+    assert job.done()  # the interrupt came through only once the job had ended
+    helper.join(WAIT)
+    error = durable.outcome(job)  # and without one, what the job raised is returned
+    assert isinstance(error, OSError) and error.errno == errno.EIO
+
+
+def test_sync_soon_run_inline_at_shutdown_keeps_the_callers_watch(
+    ext4: Path, flushes: Flushes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the interpreter is shutting down the pool refuses work and the batch runs on
+    the caller's thread: the caller's own watch must be there afterwards."""
+    refusing = ThreadPoolExecutor(1)
+    refusing.shutdown()  # a real executor that refuses work, as at shutdown
+    monkeypatch.setattr(durable, "_batch_pool", lambda: refusing)
+    files, folders = make_batch(ext4)
+    with durable.watching(ext4):
+        watch = durable._watched.watch
+        future = durable.sync_soon(files, folders)
+        assert future.done() and future.exception() is None
+        assert durable._watched.watch is watch
+        assert flushes.calls[-1].thread == threading.get_ident()  # it ran here
+        os.fstat(watch.fd)  # and the caller's descriptor is still open
+
+
+def test_an_error_reported_to_the_batchs_copy_marks_the_callers_watch(
+    ext4: Path, flushes: Flushes
+) -> None:
+    """The copy shares the descriptor's error sample, so the kernel reports an error to
+    one of them only: the caller's watch must know it saw one."""
+    files, folders = make_batch(ext4)
+    flushes.syncfs_result = -1
+    with durable.watching(ext4):
+        watch = durable._watched.watch
+        assert watch is not None and not watch.failed
+        assert durable.sync_soon(files, folders).result(WAIT) is None  # the fsyncs did it
+        assert watch.failed
+    assert flushes.syncfs == [-1] and flushes.fsyncs() == sorted(files + folders)
 
 
 def test_fsync_dir_soon_returns_once_the_pool_thread_is_at_the_fsync(

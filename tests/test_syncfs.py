@@ -18,13 +18,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from plugmarket._internal import durable, syncfs
 from plugmarket.marketplace import Marketplace
+from tests.support.flushes import Flushes, make_batch
 from tests.support.httpserver import LoopbackServer
 from tests.support.registry import TestRegistry
 
@@ -36,13 +36,6 @@ def _type_of(path: Path) -> str:
 
 
 @pytest.fixture
-def ext4(tmp_path: Path) -> Path:
-    """tmp_path, which these tests need on ext4 (a trusted file system)."""
-    assert _type_of(tmp_path) == "ext4", f"these tests need {tmp_path} on ext4"
-    return tmp_path
-
-
-@pytest.fixture
 def shm() -> Iterator[Path]:
     """A new folder on /dev/shm (tmpfs: another device, not trusted), removed afterwards."""
     assert SHM.is_dir() and _type_of(SHM) == "tmpfs", "these tests need /dev/shm on tmpfs"
@@ -51,67 +44,6 @@ def shm() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder)
-
-
-@dataclass
-class Flushes:
-    """What the batch flushed, through the seams production calls: fsync_file and
-    fsync_dir in durable (recorded once each has returned), and libc's syncfs."""
-
-    files: list[Path] = field(default_factory=list)
-    folders: list[Path] = field(default_factory=list)
-    folder_threads: list[int] = field(default_factory=list)  # where each folder's ran
-    syncfs: list[int] = field(default_factory=list)  # the result of each call
-    syncfs_result: int | None = None  # what syncfs reports instead of the real result
-
-    def fsyncs(self) -> list[Path]:
-        return sorted(self.files + self.folders)
-
-
-@pytest.fixture
-def flushes(monkeypatch: pytest.MonkeyPatch) -> Flushes:
-    """Record every flush of the test's batches, with nothing owed from earlier tests."""
-    real_syncfs = syncfs._syncfs()
-    assert real_syncfs is not None, f"syncfs is not trusted on Linux {os.uname().release}"
-    durable.sync_all([], [])  # pays what earlier code in this process owed
-    record = Flushes()
-    real_file, real_dir = durable.fsync_file, durable.fsync_dir
-
-    def fsync_file(path: Path) -> None:
-        real_file(path)
-        record.files.append(Path(path))  # list.append is atomic: pool threads share it
-
-    def fsync_dir(folder: Path) -> None:
-        real_dir(folder)
-        record.folders.append(Path(folder))
-        record.folder_threads.append(threading.get_ident())
-
-    def counted(fd: int) -> int:
-        result = real_syncfs(fd)
-        if record.syncfs_result is not None:
-            result = record.syncfs_result
-        record.syncfs.append(result)
-        return result
-
-    monkeypatch.setattr(durable, "fsync_file", fsync_file)
-    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
-    monkeypatch.setattr(syncfs, "_syncfs", lambda: counted)
-    # Other programs on a shared machine can leave more than the real limit dirty at
-    # any moment; the limit itself has its own test below.
-    monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)
-    return record
-
-
-def _batch(folder: Path, n: int = 3) -> tuple[list[Path], list[Path]]:
-    """``n`` new files in a new subfolder of ``folder``: the files and both folders."""
-    sub = folder / "batch"
-    sub.mkdir()
-    files = []
-    for i in range(n):
-        path = sub / f"f{i}"
-        path.write_bytes(b"x" * (i + 1))
-        files.append(path)
-    return files, [folder, sub]
 
 
 # --- pure parsing, on hand-written files ----------------------------------------------
@@ -211,7 +143,7 @@ def test_no_watch_without_a_trusted_syncfs(ext4: Path, monkeypatch: pytest.Monke
 
 
 def test_covers_only_paths_that_exist_on_the_watched_device(ext4: Path, shm: Path) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     elsewhere = shm / "f"
     elsewhere.write_bytes(b"x")
     watch = syncfs.open_watch(ext4)
@@ -235,7 +167,14 @@ def test_flush_runs_syncfs_only_below_the_dirty_limit_and_reports_its_error(
         assert syncfs.flush(watch) is False and flushes.syncfs == [0]  # not even tried
         monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)
         # A real error from the kernel: a descriptor that is not open (EBADF).
-        assert syncfs.flush(syncfs.Watch(-1, watch.dev)) is False and flushes.syncfs == [0, -1]
+        closed = syncfs.Watch(-1, watch.dev)
+        assert syncfs.flush(closed) is False and flushes.syncfs == [0, -1]
+        # The kernel reports an error to a descriptor once: that watch flushes no more.
+        assert closed.failed
+        flushes.syncfs_result = -1
+        assert syncfs.flush(watch) is False and watch.failed
+        flushes.syncfs_result = None
+        assert syncfs.flush(watch) is False and flushes.syncfs == [0, -1, -1]  # not tried
     finally:
         watch.close()
 
@@ -246,14 +185,14 @@ def test_flush_runs_syncfs_only_below_the_dirty_limit_and_reports_its_error(
 def test_a_watched_batch_all_on_the_home_file_system_is_one_syncfs(
     ext4: Path, flushes: Flushes
 ) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     with durable.watching(ext4):
         durable.sync_all(files, folders)
     assert flushes.syncfs == [0] and flushes.fsyncs() == []
 
 
 def test_a_batch_outside_a_watch_is_fsynced(ext4: Path, flushes: Flushes) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     durable.sync_all(files, folders)
     assert flushes.syncfs == [] and flushes.fsyncs() == sorted(files + folders)
 
@@ -261,7 +200,7 @@ def test_a_batch_outside_a_watch_is_fsynced(ext4: Path, flushes: Flushes) -> Non
 def test_a_batch_with_a_path_on_another_file_system_is_fsynced(
     ext4: Path, shm: Path, flushes: Flushes
 ) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     elsewhere = shm / "f"
     elsewhere.write_bytes(b"x")
     with durable.watching(ext4):
@@ -275,7 +214,7 @@ def test_a_batch_with_a_path_on_another_file_system_is_fsynced(
 def test_a_batch_is_fsynced_when_syncfs_reports_an_error(ext4: Path, flushes: Flushes) -> None:
     # A write-back error cannot be staged for real: syncfs says -1 after really running.
     flushes.syncfs_result = -1
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     with durable.watching(ext4):
         durable.sync_all(files, folders)
     assert flushes.syncfs == [-1] and flushes.fsyncs() == sorted(files + folders)
@@ -285,21 +224,21 @@ def test_a_batch_is_fsynced_when_too_much_memory_is_dirty(
     ext4: Path, flushes: Flushes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(syncfs, "DIRTY_LIMIT", -1)
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     with durable.watching(ext4):
         durable.sync_all(files, folders)
     assert flushes.syncfs == [] and flushes.fsyncs() == sorted(files + folders)
 
 
 def test_a_missing_file_in_a_watched_batch_is_still_an_error(ext4: Path, flushes: Flushes) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     with durable.watching(ext4), pytest.raises(FileNotFoundError):
         durable.sync_all([*files, ext4 / "gone"], folders)
     assert flushes.syncfs == [] and flushes.fsyncs() == sorted(files + folders)
 
 
-def test_owed_files_decide_with_the_batch(ext4: Path, shm: Path, flushes: Flushes) -> None:
-    files, folders = _batch(ext4)
+def test_owed_files_decide_with_themake_batch(ext4: Path, shm: Path, flushes: Flushes) -> None:
+    files, folders = make_batch(ext4)
     owed_here = ext4 / "state.json"
     owed_here.write_bytes(b"{}")
     durable.owe(owed_here)
@@ -320,7 +259,7 @@ def test_owed_files_decide_with_the_batch(ext4: Path, shm: Path, flushes: Flushe
 
 
 def test_an_owed_file_removed_since_keeps_the_batch_whole(ext4: Path, flushes: Flushes) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     cleared = ext4 / "cache" / "state.json"
     cleared.parent.mkdir()
     cleared.write_bytes(b"{}")
@@ -373,7 +312,7 @@ def test_watching_closes_its_watch_when_the_block_raises(ext4: Path) -> None:
 
 
 def test_another_thread_inside_a_watch_fsyncs_its_batches(ext4: Path, flushes: Flushes) -> None:
-    files, folders = _batch(ext4)
+    files, folders = make_batch(ext4)
     seen: list[syncfs.Watch | None] = []
 
     def elsewhere() -> None:

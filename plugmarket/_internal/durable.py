@@ -70,6 +70,7 @@ __all__ = [
     "fsync_file",
     "fsync_written",
     "gather",
+    "outcome",
     "owe",
     "settling",
     "sync_all",
@@ -162,9 +163,9 @@ def fsync_dir_soon(folder: Path) -> None:
         fsync_dir(folder)
 
     future = _start(job)
+    started.append(future)
     future.add_done_callback(lambda _: begun.set())
     begun.wait()
-    started.append(future)
 
 
 @contextmanager
@@ -287,30 +288,63 @@ def sync_all(
 
 def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
     """:func:`sync_all` on another thread (with this thread's :func:`watching`), so the
-    caller can work while the disk does; wait for the future before relying on any of
-    it, or removing what it flushes.
+    caller can work while the disk does; wait for the future (:func:`outcome`) before
+    relying on any of it, or removing what it flushes.
 
     Returns once the batch waits for the disk (or has ended): the batch's own Python
     needs the GIL, which a caller going straight on to Python work would hold for up
-    to the interpreter's switch interval (5 ms) before the disk even started.
+    to the interpreter's switch interval (5 ms) before the disk even started. If that
+    wait is interrupted, the batch is waited for before the interruption goes on.
     """
-    watch = getattr(_watched, "watch", None)
+    from plugmarket._internal import syncfs
+
+    watch: syncfs.Watch | None = getattr(_watched, "watch", None)
+    # Its own descriptor (the same error sample): closing the caller's watch cannot
+    # pull it from under the batch.
+    mine = watch.copy() if watch is not None else None
     begun = threading.Event()
 
     def batch() -> None:
-        _watched.watch = watch
+        outer = getattr(_watched, "watch", None)  # the caller's own, when run inline
+        _watched.watch = mine
         try:
             sync_all(files, folders, waiting=begun.set)
         finally:
-            _watched.watch = None
+            _watched.watch = outer
+            if mine is not None:
+                if watch is not None and mine.failed:
+                    watch.failed = True  # the error was reported once, to the copy
+                mine.close()
 
     try:
         future = _batch_pool().submit(batch)
     except RuntimeError:  # the interpreter is shutting down
         return _inline(batch)
-    future.add_done_callback(lambda _: begun.set())  # also when it failed before waiting
-    begun.wait()
+    try:
+        future.add_done_callback(lambda _: begun.set())  # also if it failed before waiting
+        begun.wait()
+    except BaseException:
+        outcome(future)  # a Ctrl-C: the caller's cleanup must not race the batch
+        raise
     return future
+
+
+def outcome(future: Future[T]) -> BaseException | None:
+    """Wait for ``future`` to end, even through a Ctrl-C (re-raised once it has ended),
+    and return what it raised (None if nothing).
+
+    For jobs whose end the caller's cleanup relies on: it may remove what they flush.
+    """
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            error = future.exception()
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+    return error
 
 
 def _fsync_owed(path: Path) -> None:

@@ -9,10 +9,12 @@ only where it is as sound as they are:
 
 - **Linux 5.8 or later.** Before 5.8, ``syncfs`` did not report write-back
   errors at all.
-- **A local journaling file system** (ext3/ext4, XFS, Btrfs), read from
-  ``/proc/self/mountinfo`` by the device number. On these, ``syncfs`` commits
-  the journal (or transaction) and flushes the disk's cache, as fsync does.
-  Network and FUSE file systems, and anything unknown, keep their fsyncs.
+- **A local journaling file system** (ext3/ext4, XFS), read from
+  ``/proc/self/mountinfo`` by the device number, at each transaction (device
+  numbers are reused after an unmount). On these, ``syncfs`` commits the
+  journal and flushes the disk's cache, as fsync does. Network and FUSE file
+  systems, and anything unknown, keep their fsyncs; so does Btrfs, whose
+  ``stat`` gives a subvolume's own device number, never the mounted one.
 - **Every path of the batch on that one device,** checked path by path.
 - **Little dirty memory** (:data:`DIRTY_LIMIT`, from ``/proc/meminfo``).
   ``syncfs`` waits for every dirty page of the file system, so right after a
@@ -22,6 +24,8 @@ only where it is as sound as they are:
   error sequence, so every write-back error after that is reported to this
   ``syncfs``, whoever else saw it. An error may be another program's, so
   the caller then fsyncs each of its own files, which report only their own.
+  That report is used up by the first ``syncfs`` that sees it, so a watch that
+  saw an error flushes nothing more (:attr:`Watch.failed`).
 
 Invariants:
 
@@ -43,17 +47,24 @@ from pathlib import Path
 __all__ = ["DIRTY_LIMIT", "TRUSTED_TYPES", "Watch", "covers", "flush", "open_watch"]
 
 DIRTY_LIMIT = 8 * 1024 * 1024  # bytes dirty or in write-back machine-wide; above it, fsyncs
-TRUSTED_TYPES = frozenset({"ext3", "ext4", "xfs", "btrfs"})
+TRUSTED_TYPES = frozenset({"ext3", "ext4", "xfs"})
 FIRST_REPORTING = (5, 8)  # the first Linux whose syncfs reports write-back errors
 
 
-@dataclass(frozen=True)
+@dataclass
 class Watch:
     """A folder's file system, opened before a transaction writes: ``fd`` samples its
-    write-back errors from then on; ``dev`` is its device number."""
+    write-back errors from then on; ``dev`` is its device number; ``failed`` is set
+    once a ``syncfs`` through it reported an error (which no later one would)."""
 
     fd: int
     dev: int
+    failed: bool = False
+
+    def copy(self) -> Watch:
+        """The same watch on a descriptor of its own (the same error sample), for
+        another thread to use and close whatever happens to this one."""
+        return Watch(os.dup(self.fd), self.dev, self.failed)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -89,9 +100,12 @@ def covers(watch: Watch, paths: Iterable[Path]) -> bool:
 def flush(watch: Watch) -> bool:
     """``syncfs`` the watched file system; whether it was done and reported no error."""
     syncfs = _syncfs()
-    if syncfs is None or dirty_bytes() > DIRTY_LIMIT:
+    if syncfs is None or watch.failed or dirty_bytes() > DIRTY_LIMIT:
         return False
-    return syncfs(watch.fd) == 0
+    if syncfs(watch.fd) != 0:
+        watch.failed = True
+        return False
+    return True
 
 
 def dirty_bytes(meminfo: str = "/proc/meminfo") -> int:
@@ -108,7 +122,6 @@ def dirty_bytes(meminfo: str = "/proc/meminfo") -> int:
     return sum(found.values()) if len(found) == 2 else sys.maxsize
 
 
-@functools.cache
 def fs_type(dev: int, mountinfo: str = "/proc/self/mountinfo") -> str:
     """The file system type mounted from device ``dev`` ("" if not found)."""
     wanted = f"{os.major(dev)}:{os.minor(dev)}"
