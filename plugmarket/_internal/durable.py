@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from plugmarket._internal import syncfs
+
 __all__ = [
     "SYNC_THREADS",
     "Deferred",
@@ -156,16 +158,12 @@ def fsync_dir_soon(folder: Path) -> None:
     if started is None:
         fsync_dir(folder)
         return
-    begun = threading.Event()
 
-    def job() -> None:
-        begun.set()
+    def job(begun: Callable[[], object]) -> None:
+        begun()
         fsync_dir(folder)
 
-    future = _start(job)
-    started.append(future)
-    future.add_done_callback(lambda _: begun.set())
-    begun.wait()
+    started.append(_once_begun(_start, job))
 
 
 @contextmanager
@@ -188,8 +186,6 @@ def watching(folder: Path) -> Iterator[None]:
     """On this thread, flush batches on ``folder``'s file system with one ``syncfs``
     where it is trusted (see :mod:`plugmarket._internal.syncfs`). ``folder`` must
     exist; open it before anything the batches will flush is written."""
-    from plugmarket._internal import syncfs
-
     outer = getattr(_watched, "watch", None)
     watch = syncfs.open_watch(folder)
     _watched.watch = watch
@@ -266,8 +262,6 @@ def sync_all(
         _owed.clear()
     owed_folders = sorted({f.parent for f in owed})
     if files or folders:
-        from plugmarket._internal import syncfs
-
         watch: syncfs.Watch | None = getattr(_watched, "watch", None)
         everything = [*files, *folders, *owed, *owed_folders]
         if watch is not None and syncfs.covers(watch, everything):
@@ -291,24 +285,18 @@ def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
     caller can work while the disk does; wait for the future (:func:`outcome`) before
     relying on any of it, or removing what it flushes.
 
-    Returns once the batch waits for the disk (or has ended): the batch's own Python
-    needs the GIL, which a caller going straight on to Python work would hold for up
-    to the interpreter's switch interval (5 ms) before the disk even started. If that
-    wait is interrupted, the batch is waited for before the interruption goes on.
+    Returns once the batch waits for the disk (or has ended); see :func:`_once_begun`.
     """
-    from plugmarket._internal import syncfs
-
     watch: syncfs.Watch | None = getattr(_watched, "watch", None)
     # Its own descriptor (the same error sample): closing the caller's watch cannot
     # pull it from under the batch.
     mine = watch.copy() if watch is not None else None
-    begun = threading.Event()
 
-    def batch() -> None:
+    def batch(begun: Callable[[], object]) -> None:
         outer = getattr(_watched, "watch", None)  # the caller's own, when run inline
         _watched.watch = mine
         try:
-            sync_all(files, folders, waiting=begun.set)
+            sync_all(files, folders, waiting=begun)
         finally:
             _watched.watch = outer
             if mine is not None:
@@ -316,15 +304,34 @@ def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
                     watch.failed = True  # the error was reported once, to the copy
                 mine.close()
 
+    def submit(job: Callable[[], None]) -> Future[None]:
+        try:
+            return _batch_pool().submit(job)
+        except RuntimeError:  # the interpreter is shutting down
+            return _inline(job)
+
+    return _once_begun(submit, batch)
+
+
+def _once_begun(
+    submit: Callable[[Callable[[], None]], Future[None]],
+    job: Callable[[Callable[[], object]], None],
+) -> Future[None]:
+    """Submit ``job(begun)`` and return once it has called ``begun`` (just before its
+    system call) or ended.
+
+    The job's own Python needs the GIL, which a caller going straight on to Python
+    work would hold for up to the interpreter's switch interval (5 ms) before the
+    system call even started. If this wait is interrupted (a Ctrl-C), the job is
+    waited for before the interruption goes on: the caller's cleanup relies on it.
+    """
+    begun = threading.Event()
+    future = submit(functools.partial(job, begun.set))
     try:
-        future = _batch_pool().submit(batch)
-    except RuntimeError:  # the interpreter is shutting down
-        return _inline(batch)
-    try:
-        future.add_done_callback(lambda _: begun.set())  # also if it failed before waiting
+        future.add_done_callback(lambda _: begun.set())  # also if it failed before
         begun.wait()
     except BaseException:
-        outcome(future)  # a Ctrl-C: the caller's cleanup must not race the batch
+        outcome(future)
         raise
     return future
 
