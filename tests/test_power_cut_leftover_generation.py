@@ -67,3 +67,34 @@ def test_generations_no_power_cut_leaves_are_left_for_check_not_swept_away(
     assert inst.gens.numbers() == [1, 2]
     assert sorted(inst.store.names()) == sorted([alpha.sha256, beta.sha256])
     assert {p.kind for p in inst.check().problems} == {"uncommitted", "unreferenced"}  # kept
+
+
+def test_a_power_cut_that_loses_the_last_switch_after_pruning_finds_the_old_set_whole(
+    home: Path, tmp_path: Path
+) -> None:
+    """The home's fsync after the commit rename runs while the transaction tidies up
+    (prunes, collects, removes its journal): a power cut may keep the tidying and lose
+    the rename. The generation before must then be whole and current, and the new one
+    above it is recovered as never committed."""
+    where = tmp_path / "registry"
+    alpha, beta = make_artifact(where, "alpha", "1.0"), make_artifact(where, "beta", "1.0")
+    inst = Installer(Settings(home=home), faults="", keep=2)
+    inst.apply(Plan("install", (alpha.add(),)), fetch, reason="install alpha")
+    inst.apply(Plan("install", (beta.add(),)), fetch, reason="install beta")
+    inst.apply(Plan("uninstall", (remove("beta", "1.0"),)), fetch, reason="uninstall beta")
+    # Generation 1 was pruned, and beta's entry kept: generation 2 still names it.
+    assert inst.gens.numbers() == [2, 3] and not journal.pending(home)
+    assert sorted(inst.store.names()) == sorted([alpha.sha256, beta.sha256])
+
+    inst.gens.switch(2)  # what the power cut leaves: the rename to 3 never reached the disk
+    assert inst.check(repair=False).problems != ()  # generation 3 above current
+    assert inst.current().number == 2
+
+    inst.apply(
+        Plan("install", (make_artifact(where, "gamma", "1.0").add(),)),
+        fetch,
+        reason="install gamma",
+    )  # recovers first: 3 is removed, then a new 3
+    kept = {g.number: sorted(g.plugins) for g in inst.generations()}
+    assert kept == {2: ["alpha", "beta"], 3: ["alpha", "beta", "gamma"]}
+    assert inst.store.verify(beta.sha256) is None and inst.check().problems == ()
