@@ -20,7 +20,7 @@ from plugmarket.errors import ArchiveError, InstallError, IntegrityError
 from plugmarket.installer import Installer
 from plugmarket.plan import Plan, PlanItem
 from plugmarket.settings import Settings
-from tests.support.artifacts import Artifact, fetch, make_artifact, remove, tree
+from tests.support.artifacts import Artifact, CountingFetch, fetch, make_artifact, remove, tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,11 +116,8 @@ def test_an_artifact_already_in_the_store_is_not_fetched_again(
     inst = _installer(home)
     inst.apply(Plan("install", (arts["alpha-1"].add(),)), fetch, reason="install")
     inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), fetch, reason="uninstall")
-    fetched: list[str] = []
-
-    def counting(item: PlanItem) -> bytes:
-        fetched.append(item.id)
-        return fetch(item)
+    counting = CountingFetch()
+    fetched = counting.ids
 
     again = inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="again")
     assert fetched == [] and _versions(again) == {"alpha": "1.0"}
@@ -369,11 +366,8 @@ def test_an_entry_collected_by_another_process_is_fetched_again(
     terminal.apply(Plan("uninstall", (remove("alpha", "1.0"),)), fetch, reason="2")
     terminal.apply(Plan("install", (arts["gamma-1"].add(),)), fetch, reason="3")
     assert not terminal.store.has(arts["alpha-1"].sha256)
-    fetched: list[str] = []
-
-    def counting(item: PlanItem) -> bytes:
-        fetched.append(item.id)
-        return fetch(item)
+    counting = CountingFetch()
+    fetched = counting.ids
 
     again = kernel.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="4")
     assert fetched == ["alpha"]
@@ -565,11 +559,8 @@ def test_only_entries_a_committed_generation_names_are_reused_without_a_download
     home: Path, arts: dict[str, Artifact]
 ) -> None:
     inst = _installer(home)
-    fetched: list[str] = []
-
-    def counting(item: PlanItem) -> bytes:
-        fetched.append(item.id)
-        return fetch(item)
+    counting = CountingFetch()
+    fetched = counting.ids
 
     inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
     inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")
@@ -593,11 +584,8 @@ def test_a_damaged_older_generation_vouches_for_no_entry_but_blocks_nothing(
     home: Path, arts: dict[str, Artifact]
 ) -> None:
     inst = _installer(home)
-    fetched: list[str] = []
-
-    def counting(item: PlanItem) -> bytes:
-        fetched.append(item.id)
-        return fetch(item)
+    counting = CountingFetch()
+    fetched = counting.ids
 
     inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
     inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")

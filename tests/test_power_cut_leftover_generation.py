@@ -9,9 +9,9 @@ import pytest
 from plugmarket._internal import journal
 from plugmarket.errors import InstallError
 from plugmarket.installer import Installer
-from plugmarket.plan import Plan, PlanItem
+from plugmarket.plan import Plan
 from plugmarket.settings import Settings
-from tests.support.artifacts import Artifact, fetch, make_artifact, remove
+from tests.support.artifacts import Artifact, CountingFetch, fetch, make_artifact, remove
 
 
 def test_a_generation_a_power_cut_left_above_current_is_never_committed_later(
@@ -21,11 +21,8 @@ def test_a_generation_a_power_cut_left_above_current_is_never_committed_later(
     alpha = make_artifact(where, "alpha", "1.0")
     gamma: Artifact = make_artifact(where, "gamma", "1.0")
     inst = Installer(Settings(home=home), faults="")
-    fetched: list[str] = []
-
-    def counting(item: PlanItem) -> bytes:
-        fetched.append(item.id)
-        return fetch(item)
+    counting = CountingFetch()
+    fetched = counting.ids
 
     inst.apply(Plan("install", (alpha.add(),)), counting, reason="install alpha")
     # What a power cut during generation 2's batch may leave: the batch's fsyncs run

@@ -85,6 +85,17 @@ def fetch(item: PlanItem) -> bytes:
     return Path(unquote(urlsplit(item.url).path)).read_bytes()
 
 
+class CountingFetch:
+    """:func:`fetch`, noting the id of each item fetched (``ids``), in order."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def __call__(self, item: PlanItem) -> bytes:
+        self.ids.append(item.id)
+        return fetch(item)
+
+
 def tree(home: Path) -> dict[str, bytes | None]:
     """Every file under ``home`` (folders as None), except the lock's own files and caches."""
     found: dict[str, bytes | None] = {}
