@@ -10,12 +10,13 @@ Disk state of a home::
 
 A transaction, under the home lock: journal the intent -> fetch and verify
 new artifacts (sha256, size) and put them in the store -> write the next
-generation's file, and fsync it with the journal and the new entries in one
-concurrent batch -> swap the live plugins (when asked) -> switch ``current``
-(rename, fsync the home) -> prune old generations and collect unreferenced
-store entries -> remove the journal. History only grows: a rollback is a new
-generation holding an older set. ``current`` is renamed only after all it
-relies on is on the disk (docs/decisions/0008-transactions.md).
+generation's file, and flush it with the journal and the new entries in one
+batch (one ``syncfs`` where trusted), swapping the live plugins (when asked)
+meanwhile -> switch ``current`` (rename) -> prune old generations and collect
+unreferenced store entries -> remove the journal -> fsync the home. History
+only grows: a rollback is a new generation holding an older set. ``current``
+is renamed only after all it relies on is on the disk
+(docs/decisions/0008-transactions.md).
 
 Invariants:
 
@@ -378,8 +379,8 @@ class Installer:
         entries (unpacked into temporary store folders without fsyncs, then
         renamed into place), the store folder, the generation file (written in
         place, under a number nothing reads yet), its folder and the staged
-        ``current`` are fsynced in one batch, before the live swap and before
-        ``current`` is renamed.
+        ``current`` are flushed in one batch, which runs while the live plugins
+        swap and ends before ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
