@@ -555,15 +555,22 @@ def test_installing_from_the_demo_registry_works_in_a_home_reached_through_a_sym
     assert Marketplace(home, live=False).installed()[0].id == "units"  # the real path reads it
 
 
+def _alpha_installed_then_removed(
+    home: Path, arts: dict[str, Artifact]
+) -> tuple[Installer, CountingFetch]:
+    """Generation 1 with alpha, generation 2 without it (its entry still stored)."""
+    inst = _installer(home)
+    counting = CountingFetch()
+    inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
+    inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")
+    return inst, counting
+
+
 def test_only_entries_a_committed_generation_names_are_reused_without_a_download(
     home: Path, arts: dict[str, Artifact]
 ) -> None:
-    inst = _installer(home)
-    counting = CountingFetch()
+    inst, counting = _alpha_installed_then_removed(home, arts)
     fetched = counting.ids
-
-    inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
-    inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")
     # Generation 1 still names alpha's entry: reinstalling it downloads nothing.
     inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="again")
     assert fetched == ["alpha"]
@@ -583,12 +590,8 @@ def test_only_entries_a_committed_generation_names_are_reused_without_a_download
 def test_a_damaged_older_generation_vouches_for_no_entry_but_blocks_nothing(
     home: Path, arts: dict[str, Artifact]
 ) -> None:
-    inst = _installer(home)
-    counting = CountingFetch()
+    inst, counting = _alpha_installed_then_removed(home, arts)
     fetched = counting.ids
-
-    inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="install alpha")
-    inst.apply(Plan("uninstall", (remove("alpha", "1.0"),)), counting, reason="uninstall")
     inst.gens.path(1).write_text("{ damaged")
     generation = inst.apply(Plan("install", (arts["alpha-1"].add(),)), counting, reason="again")
     assert fetched == ["alpha", "alpha"]  # generation 1 named the entry, but cannot be read
