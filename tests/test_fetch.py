@@ -45,3 +45,26 @@ def test_progress_is_reported_as_the_body_streams(
     )
     assert seen and seen[-1] == (len(body), len(body))
     assert [got for got, _ in seen] == sorted(got for got, _ in seen)
+
+
+def test_a_cookie_the_server_sets_is_never_sent_back(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    from plugmarket._internal.fetch import make_client
+
+    def set_cookie(h: Any) -> None:
+        h.send_response(200)
+        h.send_header("Set-Cookie", "visitor=42; Path=/")
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"ok")
+
+    (tmp_path / "b.txt").write_bytes(b"b")
+    server = http_server(tmp_path)
+    server.route("/a", set_cookie)
+    with make_client() as client:
+        assert fetch(server.url("a"), client=client, max_bytes=10).body == b"ok"
+        assert fetch(server.url("b.txt"), client=client, max_bytes=10).body == b"b"
+        assert not client.cookies  # nothing kept to recognise the next request by
+    second: dict[str, Any] = server.requests[-1][2]
+    assert "cookie" not in {k.lower() for k in second}
