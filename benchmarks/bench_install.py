@@ -37,8 +37,7 @@ from plugmarket.host import PlainHost
 from plugmarket.marketplace import Marketplace
 from plugmarket.publish import publish
 from plugmarket.settings import RegistryConfig, Settings
-from tests.support.httpserver import LoopbackServer
-from tests.support.simpleindex import Link, html_page, serve
+from tests.support.simpleindex import Link, html_page
 from tests.support.wheels import build_wheel, sha256_file
 
 CHAIN = [f"bench-chain{i}" for i in range(1, 6)]  # chain1 requires chain2 ... requires chain5
@@ -171,25 +170,15 @@ def uv_command(uv: str, target: Path, index: str, project: str) -> list[str]:
     ]
 
 
-def serve_forever(www: Path) -> None:
-    """The server's own process: ``www`` over HTTP, ``www/simple/<name>.html`` as PEP 503 pages."""
-    server = LoopbackServer(www).start()
-    for page in (www / "simple").glob("*.html"):
-        server.route(f"/simple/{page.stem}/", serve(page.read_bytes(), "text/html"))
-    print(server.url(), flush=True)
-    sys.stdin.read()  # until the benchmark closes our stdin
-    server.stop()
-
-
 def start_server(www: Path) -> tuple[subprocess.Popen[str], str]:
-    """Serve ``www`` from another process, as a registry is: the server's work then
-    competes with no side's interpreter, and every side waits for it the same way."""
+    """Serve ``www`` as a static host does (benchmarks/static_host.py), from another
+    process: the server's work then competes with no side's interpreter, and every
+    side waits for it the same way."""
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(www)],
+        [sys.executable, str(Path(__file__).with_name("static_host.py")), str(www)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
     )
     assert child.stdout is not None
     url = child.stdout.readline().strip()
@@ -204,9 +193,9 @@ def run(rounds: int, work: Path, seed: int = 0) -> dict[str, float]:
     key, pub = generate_keypair(work / "bench")
     for pkg in sources.values():
         publish(pkg, www / "registry", key=key)
-    (www / "simple").mkdir()
     for pid, page in write_wheels(sources, www).items():
-        (www / "simple" / f"{pid}.html").write_bytes(page)
+        (www / "simple" / pid).mkdir(parents=True)
+        (www / "simple" / pid / "index.html").write_bytes(page)
     server, url = start_server(www)
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     try:
@@ -219,7 +208,7 @@ def run(rounds: int, work: Path, seed: int = 0) -> dict[str, float]:
         def market_case(plugin_id: str) -> Callable[[int], float]:
             def once(i: int) -> float:
                 elapsed, market = plugmarket_install(work, settings, plugin_id)
-                market.close()  # its connection, and the server's thread for it
+                market.close()  # its connection
                 reset_kernel()
                 return elapsed
 
@@ -275,11 +264,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0, help="the order of the cases in each round")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/install.json"))
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the server's process
     args = parser.parse_args()
-    if args.serve is not None:
-        serve_forever(args.serve)
-        return
     load = [os.getloadavg()[0]]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="plugmarket-bench-") as tmp:
         result = run(args.rounds, Path(tmp), args.seed)
