@@ -36,8 +36,10 @@ Every step has a name; ``PLUGMARKET_FAULT=<step>`` kills the process there
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -393,15 +395,9 @@ class Installer:
         fetching = swapped = False
         try:
             self._start_journal(entry.at("store" if needed else "generation"), faults)
-            staging: list[Staged] = []
-            for sha, item in needed.items():
-                fetching = True
-                data = self._download(item, cast("Callable[[PlanItem], bytes]", fetch))
-                fetching = False
-                name, where = artifact_name(item.url, data, item.id), item.url or item.id
-                # Here, not on a job thread: with nothing to fsync, unpacking is all
-                # Python, and a second thread only fights the downloads for the GIL.
-                staging.append(self.store.stage(sha, data, name, where=where, sync=False))
+            fetching = True  # an OSError from here on is a download's, not the home's
+            staging = self._fetch_and_stage(needed, cast("Callable[[PlanItem], bytes]", fetch))
+            fetching = False
             files: list[Path] = [journal.path(self.home)]
             folders: list[Path] = [self.home, self.store.root] if needed else [self.home]
             for i, staged in enumerate(staging, 1):
@@ -447,6 +443,37 @@ class Installer:
         # that loses the rename still finds that one whole, and current.
         durable.fsync_dir_soon(self.home)
         return generation
+
+    def _fetch_and_stage(
+        self, needed: Mapping[str, PlanItem], fetch: Callable[[PlanItem], bytes]
+    ) -> list[Staged]:
+        """Download each needed artifact and unpack it into a temporary store folder.
+
+        With several, each unpacks on the job thread while the next downloads:
+        making its files and waiting for the server overlap (a lone one unpacks
+        here, where a hand-off would only add a wait). Returns or raises only
+        once no unpacking runs, so an undo can remove every folder made.
+
+        Raises:
+            OSError: a download's own failure, untranslated (see :meth:`_commit`).
+        """
+        staging: list[Staged] = []
+        unpacking: list[Future[Staged]] = []
+        try:
+            for sha, item in needed.items():
+                data = self._download(item, fetch)
+                name, where = artifact_name(item.url, data, item.id), item.url or item.id
+                stage = functools.partial(
+                    self.store.stage, sha, data, name, where=where, sync=False
+                )
+                if len(needed) == 1:
+                    staging.append(stage())
+                else:
+                    unpacking.append(durable.soon(stage))
+        finally:
+            for future in unpacking:
+                durable.outcome(future)
+        return staging + [future.result() for future in unpacking]
 
     def _start_journal(self, entry: Journal, faults: Faults) -> None:
         """Write the journal, not fsynced: the commit's batch flushes it with the rest.

@@ -556,7 +556,7 @@ def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal
     monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)  # the batch is one syncfs
     market = Marketplace(home, host=IPythonHost(shell))
     where = market.installer.home
-    body_over = threading.Event()
+    body_over, entered = threading.Event(), threading.Event()
     fsyncs: list[HomeFsync] = []
     at_body_end: list[list[bool]] = []
     real_dir, real_settling = durable.fsync_dir, durable.settling
@@ -569,6 +569,7 @@ def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal
         seen = HomeFsync(threading.get_ident(), journal.path(where).exists(), current.strip())
         fsyncs.append(seen)
         if not seen.journal_there:  # a batch's fsync (a fallback) is waited for inside
+            entered.set()
             assert body_over.wait(WAIT), "the operation never ended"
         real_dir(folder)
         seen.finished = True
@@ -577,6 +578,9 @@ def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal
     def settling() -> Iterator[None]:
         with real_settling():
             yield
+            # The pool thread reports itself only once it has the GIL again, after
+            # telling the caller it is at the fsync: wait for the report, not the fsync.
+            entered.wait(WAIT)
             at_body_end.append([f.finished for f in fsyncs])
             body_over.set()
 
@@ -591,3 +595,84 @@ def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal
         assert market.check().problems == ()
     finally:
         market.close()
+
+
+# --- 6. unpacking while the next artifact downloads -------------------------------------
+
+
+def _two_needed(arts: dict[str, Artifact]) -> Plan:
+    return Plan("install", (arts["alpha-1"].add(explicit=False), arts["beta-1"].add()))
+
+
+def test_several_artifacts_unpack_on_the_job_thread_and_a_lone_one_here(
+    home: Path, arts: dict[str, Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = Installer(Settings(home=home), faults="")
+    real_stage = inst.store.stage
+    unpacked_on: dict[str, int] = {}
+
+    def stage(sha256: str, *args: Any, **kwargs: Any) -> Any:
+        unpacked_on[sha256] = threading.get_ident()
+        return real_stage(sha256, *args, **kwargs)
+
+    monkeypatch.setattr(inst.store, "stage", stage)
+    inst.apply(Plan("install", (arts["hello-1"].add(),)), fetch, reason="one")
+    assert unpacked_on == {arts["hello-1"].sha256: threading.get_ident()}
+    unpacked_on.clear()
+    inst.apply(_two_needed(arts), fetch, reason="two")
+    job_thread, _ = _batch_thread_state()
+    assert unpacked_on == {arts["alpha-1"].sha256: job_thread, arts["beta-1"].sha256: job_thread}
+    assert set(inst.current().plugins) == {"hello", "alpha", "beta"}
+    assert inst.check().problems == ()
+
+
+def test_an_interrupted_download_waits_for_the_unpacking_before_the_undo(
+    home: Path,
+    arts: dict[str, Artifact],
+    monkeypatch: pytest.MonkeyPatch,
+    interrupt_main: Callable[[str], None],
+) -> None:
+    """A Ctrl-C while the second artifact downloads and the first one unpacks on the job
+    thread: the undo, which removes the store's temporary folders, starts only once that
+    unpacking has ended, and the home is left as it was."""
+    inst = Installer(Settings(home=home), faults="")
+    inst.apply(Plan("install", (arts["hello-1"].add(),)), fetch, reason="1")
+    before = tree(home)
+    events: list[str] = []
+    real_stage, real_undo = inst.store.stage, inst._undo
+    first = arts["alpha-1"].sha256
+
+    def stage(sha256: str, *args: Any, **kwargs: Any) -> Any:
+        if sha256 != first:
+            return real_stage(sha256, *args, **kwargs)
+        interrupt_main("second_download")
+        # Unpack only once the main thread has moved on: to wait for this (as it must),
+        # or to the undo (which it must not start yet).
+        while not (_main_waits_in("outcome") or "undo" in events):
+            os.sched_yield()
+        staged = real_stage(sha256, *args, **kwargs)
+        events.append("unpacked")
+        return staged
+
+    def undo(*args: Any) -> None:
+        events.append("undo")
+        real_undo(*args)
+
+    never = threading.Event()
+
+    def second_download(item: Any) -> bytes:
+        never.wait(WAIT)  # the Ctrl-C lands here
+        raise AssertionError("the download was not interrupted")
+
+    monkeypatch.setattr(inst.store, "stage", stage)
+    monkeypatch.setattr(inst, "_undo", undo)
+    with pytest.raises(KeyboardInterrupt):
+        inst.apply(
+            _two_needed(arts),
+            lambda item: second_download(item) if item.id == "beta" else fetch(item),
+            reason="2",
+        )
+    assert events == ["unpacked", "undo"]
+    assert tree(home) == before  # no temporary folder left in the store
+    assert inst.current().number == 1 and not journal.pending(home)
+    assert inst.check().problems == ()

@@ -11,9 +11,11 @@ for the disk with the GIL released, so :func:`sync_all` runs a batch of them
 concurrently on a process-wide pool of :data:`SYNC_THREADS` threads and
 returns only when every one has finished. The order the argument needs comes
 from waiting for a whole batch before the next step, never from the order
-inside a batch. Work that is all Python (unpacking) stays on the caller's
-thread: on another thread it only contends for the GIL, and each hand-off
-waits for a core on a busy machine.
+inside a batch. Other work goes to another thread (:func:`soon`) only where
+the two threads then wait for different things: an artifact unpacks, making
+its files, while the next one downloads, waiting for the server. Work that is
+all Python stays on the caller's thread: on another it only contends for the
+GIL, and each hand-off waits for a core on a busy machine.
 
 A small file whose durability can wait for the next batch (the registry's
 highest trusted index version) is written without an fsync and noted with
@@ -75,6 +77,7 @@ __all__ = [
     "outcome",
     "owe",
     "settling",
+    "soon",
     "sync_all",
     "sync_soon",
     "watching",
@@ -304,13 +307,21 @@ def sync_soon(files: Sequence[Path], folders: Sequence[Path]) -> Future[None]:
                     watch.failed = True  # the error was reported once, to the copy
                 mine.close()
 
-    def submit(job: Callable[[], None]) -> Future[None]:
-        try:
-            return _batch_pool().submit(job)
-        except RuntimeError:  # the interpreter is shutting down
-            return _inline(job)
+    return _once_begun(soon, batch)
 
-    return _once_begun(submit, batch)
+
+def soon(job: Callable[[], T]) -> Future[T]:
+    """Run ``job`` on the job thread (where :func:`sync_soon`'s batches run) while the
+    caller goes on; wait for it (:func:`outcome`) before removing what it writes.
+
+    For work that waits for the disk or lets the caller wait for something else
+    meanwhile (unpacking one artifact while the next downloads). Inline once the
+    interpreter is shutting down.
+    """
+    try:
+        return _batch_pool().submit(job)
+    except RuntimeError:  # the interpreter is shutting down: the pool takes no more work
+        return _inline(job)
 
 
 def _once_begun(
@@ -419,8 +430,9 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _batch_pool() -> ThreadPoolExecutor:
-    """One thread for :func:`sync_soon`'s batches: apart from the fsync pool, which
-    they wait for, so that pool never waits for itself."""
+    """The job thread (:func:`soon`), for :func:`sync_soon`'s batches among others:
+    apart from the fsync pool, which batches wait for, so that pool never waits for
+    itself. A job here never waits for another job here."""
     global _batch_pool_now
     with _pool_lock:
         if _batch_pool_now is None:
