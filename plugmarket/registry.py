@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from plugmarket._internal.fetch import Progress
+    from plugmarket._internal.fetch import Connections, Progress, Sender
 
 __all__ = ["PluginDetails", "RegistryClient", "SearchHit", "StaleDataWarning"]
 
@@ -164,8 +164,9 @@ class RegistryClient:
 
     Args:
         settings: Registries, cache TTL, offline mode, size and time caps, home.
-        client: The ``httpx.Client`` to use (one with plugmarket's defaults is
-            made on first need and closed by :meth:`close`).
+        client: An ``httpx.Client`` to send the registries' requests through (by
+            default plugmarket's own connections, made on first need and closed
+            by :meth:`close`).
         now: The clock (timezone-aware); tests move it instead of sleeping.
     """
 
@@ -178,7 +179,7 @@ class RegistryClient:
     ) -> None:
         self.settings = settings
         self._now = now
-        self._client = client
+        self._client: httpx.Client | Connections | None = client
         self._own_client = client is None
         self._lock = threading.RLock()
         self._states = [
@@ -449,11 +450,11 @@ class RegistryClient:
             updated=entry.updated,
         )
 
-    def _http(self) -> httpx.Client:
+    def _http(self) -> Sender:
         if self._client is None:
-            from plugmarket._internal.fetch import make_client
+            from plugmarket._internal.fetch import Connections
 
-            self._client = make_client(self.settings.http_timeout)
+            self._client = Connections(self.settings.http_timeout)
         return self._client
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plugmarket._internal.fetch import fetch
-from tests.support.httpserver import LoopbackServer
+import pytest
+
+from plugmarket._internal.fetch import Connections, fetch
+from tests.support.httpserver import LoopbackServer, status
 
 
 def test_asks_for_uncompressed_bytes_even_through_a_given_client(
@@ -50,8 +53,6 @@ def test_progress_is_reported_as_the_body_streams(
 def test_a_cookie_the_server_sets_is_never_sent_back(
     tmp_path: Path, http_server: Callable[..., LoopbackServer]
 ) -> None:
-    from plugmarket._internal.fetch import make_client
-
     def set_cookie(h: Any) -> None:
         h.send_response(200)
         h.send_header("Set-Cookie", "visitor=42; Path=/")
@@ -62,9 +63,42 @@ def test_a_cookie_the_server_sets_is_never_sent_back(
     (tmp_path / "b.txt").write_bytes(b"b")
     server = http_server(tmp_path)
     server.route("/a", set_cookie)
-    with make_client() as client:
-        assert fetch(server.url("a"), client=client, max_bytes=10).body == b"ok"
-        assert fetch(server.url("b.txt"), client=client, max_bytes=10).body == b"b"
-        assert not client.cookies  # nothing kept to recognise the next request by
+    with Connections() as connections:
+        assert fetch(server.url("a"), client=connections, max_bytes=10).body == b"ok"
+        assert fetch(server.url("b.txt"), client=connections, max_bytes=10).body == b"b"
     second: dict[str, Any] = server.requests[-1][2]
     assert "cookie" not in {k.lower() for k in second}
+
+
+def test_connections_go_through_the_proxy_the_environment_names(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loopback server stands in for the proxy: a request through a proxy names
+    the whole URL, and the proxy answers for the origin."""
+    proxy = http_server(tmp_path)
+    proxy.route("http://registry.invalid/index.json", status(200, b"{}"))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.origin)
+    monkeypatch.setenv("HTTP_PROXY", proxy.origin)
+    with Connections() as connections:
+        got = fetch("http://registry.invalid/index.json", client=connections, max_bytes=10)
+    assert got.body == b"{}" and got.url == "http://registry.invalid/index.json"
+    assert proxy.requests[-1][:2] == ("GET", "http://registry.invalid/index.json")
+
+
+def test_connections_go_straight_to_a_host_no_proxy_names(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.txt").write_bytes(b"direct")
+    server = http_server(tmp_path)
+    with socket.socket() as unused:  # a port nothing listens on: the proxy must not be used
+        unused.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with Connections() as connections:
+        assert fetch(server.url("a.txt"), client=connections, max_bytes=10).body == b"direct"
+    assert server.count("/a.txt") == 1

@@ -18,22 +18,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import http.cookiejar
 import ssl
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from plugmarket.errors import IntegrityError, PlugmarketError, SourceError
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Fetched", "Progress", "fetch", "make_client", "origin_allowed", "origin_of"]
+__all__ = ["Connections", "Fetched", "Progress", "Sender", "fetch", "origin_allowed", "origin_of"]
 
 #: ``progress(received_bytes, total_bytes_or_None)``, called as a download streams.
 Progress = Callable[[int, int | None], None]
@@ -98,29 +98,103 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-class _NoCookies(http.cookiejar.CookieJar):
-    """A cookie jar that keeps nothing: registries and indexes are static files,
-    and a cookie one set would only let it recognise the next request."""
+class Sender(Protocol):
+    """What :func:`fetch` sends through: :class:`Connections`, or an ``httpx.Client``."""
 
-    def extract_cookies(self, response: object, request: object) -> None:
-        pass
+    @property
+    def headers(self) -> httpx.Headers: ...
 
-    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
-        pass
+    def send(
+        self, request: httpx.Request, *, stream: bool = ..., follow_redirects: bool = ...
+    ) -> httpx.Response: ...
+
+    def close(self) -> None: ...
 
 
-def make_client(timeout: float = 10.0) -> httpx.Client:
-    """An ``httpx.Client`` with plugmarket's defaults (timeouts on, no auto
-    redirects, no cookies kept)."""
-    import httpx
+class Connections:
+    """plugmarket's own HTTP connections: httpx's transport (its connection pool, TLS,
+    timeouts) for each proxy route, without ``httpx.Client``'s layer above it.
 
-    return httpx.Client(
-        verify=_tls_context(),
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        headers={"User-Agent": "plugmarket", "Accept-Encoding": "identity"},
-        cookies=_NoCookies(),
-    )
+    A request to a registry or an index needs nothing that layer adds: no auth,
+    no cookies (a static file server's cookie would only let it recognise the
+    next request), no event hooks, and redirects :func:`fetch` follows itself;
+    on loopback that layer cost a fifth of each request
+    (docs/decisions/0008-transactions.md, "Downloads"). Proxies are taken from
+    the environment as ``httpx.Client`` takes them: ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, read when the first
+    request to an origin is made. Thread-safe; close it to close its connections.
+
+    Args:
+        timeout: Seconds each connect, read, write and wait for a pooled connection may take.
+    """
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        import httpx
+
+        self.headers = httpx.Headers(
+            {
+                "Accept": "*/*",
+                "Accept-Encoding": "identity",
+                "Connection": "keep-alive",
+                "User-Agent": "plugmarket",
+            }
+        )
+        self._timeout = httpx.Timeout(timeout).as_dict()
+        self._by_origin: dict[tuple[bytes, str, int | None], httpx.HTTPTransport] = {}
+        self._by_proxy: dict[str | None, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def send(
+        self, request: httpx.Request, *, stream: bool = True, follow_redirects: bool = False
+    ) -> httpx.Response:
+        """Send ``request`` as it is; the response streams (read it, then close it).
+
+        ``stream`` and ``follow_redirects`` are ``httpx.Client.send``'s, and only
+        ``stream=True, follow_redirects=False`` is offered.
+        """
+        if not stream or follow_redirects:
+            raise ValueError("Connections only streams, and never follows redirects")
+        request.extensions.setdefault("timeout", self._timeout)
+        return self._transport(request.url).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            transports = list(self._by_proxy.values())
+            self._by_origin.clear()
+            self._by_proxy.clear()
+        for transport in transports:
+            transport.close()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transport(self, url: httpx.URL) -> httpx.HTTPTransport:
+        origin = (url.raw_scheme, url.host, url.port)
+        transport = self._by_origin.get(origin)
+        if transport is not None:
+            return transport
+        import httpx
+
+        proxy = _proxy_for(url.scheme, url.host)
+        with self._lock:
+            transport = self._by_proxy.get(proxy)
+            if transport is None:
+                transport = httpx.HTTPTransport(verify=_tls_context(), proxy=proxy)
+                self._by_proxy[proxy] = transport
+            self._by_origin[origin] = transport
+        return transport
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for ``scheme://host``, or None to go direct."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def origin_of(url: str) -> str:
@@ -149,7 +223,7 @@ def origin_allowed(url: str, allowed: tuple[str, ...], start: str | None = None)
 def fetch(
     url: str,
     *,
-    client: httpx.Client | None = None,
+    client: Sender | None = None,
     max_bytes: int,
     deadline: float = 120.0,
     allowed_origins: tuple[str, ...] = (),
@@ -163,7 +237,8 @@ def fetch(
 
     Args:
         url: What to fetch.
-        client: The ``httpx.Client`` to use (the test seam); one is made if absent.
+        client: What to send through (:class:`Connections`, or an ``httpx.Client``);
+            a :class:`Connections` is made, and closed after, if absent.
         max_bytes: The most bytes to accept; more is an error, found while streaming.
         deadline: Seconds the whole download may take, redirects included.
         allowed_origins: Origins that may be contacted; empty means the first
@@ -268,7 +343,7 @@ def _fetch_file(url: str, cap: int, error: type[PlugmarketError]) -> Fetched:
 def _fetch_http(
     url: str,
     *,
-    client: httpx.Client | None,
+    client: Sender | None,
     cap: int,
     deadline: float,
     allowed: tuple[str, ...],
@@ -280,16 +355,14 @@ def _fetch_http(
     import httpx
 
     own = client is None
-    session = make_client() if client is None else client
+    session: Sender = Connections() if client is None else client
     start = url
     ends = time.monotonic() + deadline
     try:
         for _ in range(_MAX_REDIRECTS + 1):
             try:
                 # Raw bytes are counted and hashed, so ask for them uncompressed. The
-                # request is made whole here and sent as it is: the client's own
-                # merging (base URL, parameters, cookies) has nothing to add to it,
-                # and costs a tenth of a request to a registry on the same machine.
+                # request is made whole here and sent as it is.
                 sent = session.headers.copy()
                 sent.update({"Accept-Encoding": "identity", **headers})
                 request = httpx.Request("GET", url, headers=sent)
@@ -298,7 +371,7 @@ def _fetch_http(
                     if r.status_code == 304 and headers:
                         return Fetched(url, 304, b"", _lower(r.headers))
                     if r.status_code in _REDIRECTS and "location" in r.headers:
-                        target = str(r.url.join(r.headers["location"]))
+                        target = str(request.url.join(r.headers["location"]))
                         if not origin_allowed(target, allowed, start):
                             raise error(
                                 f"{start}: refused a redirect to {target} "
@@ -334,7 +407,7 @@ def _fetch_http(
                         chunks.append(chunk)
                         if progress is not None:
                             progress(size, total)
-                    return Fetched(str(r.url), 200, b"".join(chunks), _lower(r.headers))
+                    return Fetched(str(request.url), 200, b"".join(chunks), _lower(r.headers))
             except httpx.TimeoutException as exc:
                 raise error(
                     f"{url}: the server did not answer in time ({type(exc).__name__})",

@@ -26,9 +26,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from plugmarket._internal.fetch import Fetched, Progress, fetch
+from plugmarket._internal.fetch import Fetched, Progress, Sender, fetch
 from plugmarket._internal.http_cache import CacheEntry
 from plugmarket._internal.registry_format import INDEX_FILE, SIGNATURE_FILE, Index, format_time
 from plugmarket._internal.registry_source import Source
@@ -41,9 +40,6 @@ from plugmarket.errors import (
     SignatureError,
 )
 from plugmarket.settings import Settings
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["RegistryState", "Snapshot", "labelled"]
 
@@ -74,7 +70,7 @@ class RegistryState:
     Args:
         source: The registry.
         settings: TTL, offline mode, caps, signature policy.
-        http: Returns the shared ``httpx.Client`` (made on first need).
+        http: Returns what the registry's requests are sent through (made on first need).
         now: The clock.
     """
 
@@ -83,7 +79,7 @@ class RegistryState:
         source: Source,
         settings: Settings,
         *,
-        http: Callable[[], httpx.Client],
+        http: Callable[[], Sender],
         now: Callable[[], datetime],
     ) -> None:
         self.source = source

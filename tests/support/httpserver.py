@@ -135,7 +135,9 @@ class LoopbackServer:
         return f"{self.origin}/{path.lstrip('/')}"
 
     def route(self, path: str, handler: Handler) -> None:
-        self.routes["/" + path.lstrip("/")] = handler
+        """Answer ``path`` with ``handler``; a whole URL is the form a request sent
+        through a proxy names (this server standing in for the proxy)."""
+        self.routes[path if "://" in path else "/" + path.lstrip("/")] = handler
 
     def count(self, path: str | None = None) -> int:
         """How many requests were seen (for ``path`` only, if given)."""
