@@ -189,6 +189,7 @@ class Installer:
         reason: str,
         live: LiveSet | None = None,
         changes: Mapping[str, InstalledPlugin] | None = None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> Generation:
         """Apply a plan (and metadata ``changes``) as the next generation.
 
@@ -200,6 +201,9 @@ class Installer:
             live: The process's live plugins, swapped as part of the transaction.
             changes: ``id -> InstalledPlugin`` replacing entries (enable, grant...),
                 whose artifacts must already be stored.
+            meanwhile: Work to do while the commit's flush waits for the disk, after
+                the live swap (the registry's cache writes); it should not raise,
+                and what it raises undoes the transaction.
 
         Returns:
             The new current generation (the current one if nothing changes).
@@ -263,6 +267,7 @@ class Installer:
                 live,
                 needed,
                 fetch,
+                meanwhile,
             )
 
     def rollback(self, *, live: LiveSet | None = None) -> Generation:
@@ -374,6 +379,7 @@ class Installer:
         live: LiveSet | None,
         needed: Mapping[str, PlanItem] | None = None,
         fetch: Callable[[PlanItem], bytes] | None = None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> Generation:
         """Steps 2-9 of a transaction (docs/decisions/0008-transactions.md).
 
@@ -382,7 +388,7 @@ class Installer:
         renamed into place), the store folder, the generation file (written in
         place, under a number nothing reads yet), its folder and the staged
         ``current`` are flushed in one batch, which runs while the live plugins
-        swap and ends before ``current`` is renamed.
+        swap (and ``meanwhile`` runs) and ends before ``current`` is renamed.
         """
         needed = needed or {}
         new_number = max([old.number, *self.gens.numbers()]) + 1
@@ -410,16 +416,19 @@ class Installer:
             generation = Generation(new_number, build(), parent=parent, reason=reason)
             files += [self.gens.stage(generation), self.gens.stage_switch(new_number)]
             folders.append(self.gens.folder)
-            if live is None:
+            if live is None and meanwhile is None:
                 durable.sync_all(files, folders)
             else:
                 # The live swap reads only the new entries, whole whether or not they
                 # are on the disk yet: it runs while the batch waits for the disk.
                 batch = durable.sync_soon(files, folders)
                 try:
-                    live.sync(generation, self.files)
-                    swapped = True
-                    faults("live-swapped")
+                    if live is not None:
+                        live.sync(generation, self.files)
+                        swapped = True
+                        faults("live-swapped")
+                    if meanwhile is not None:
+                        meanwhile()
                 finally:
                     failed = durable.outcome(batch)  # an undo removes what it flushes
                 if failed is not None:

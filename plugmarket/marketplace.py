@@ -228,7 +228,11 @@ class Marketplace:
             PlugmarketError: a download, check, or activation failed; nothing changed.
         """
         wanted = requirement(plugin_id, version)
-        with self._operation("install", plugin_id), self.installer.locked("install"):
+        with (
+            self._operation("install", plugin_id),
+            self.installer.locked("install"),
+            self.registry.holding_copies() as write_copies,
+        ):
             plan = self._resolve([wanted], operation="install")
             # Asked for by name: no longer only a dependency, so it stays when its user goes.
             pid = normalize_id(plugin_id)
@@ -237,7 +241,12 @@ class Marketplace:
             if installed is not None and not installed.explicit and plan.item(pid) is None:
                 promote = {pid: installed.replace(explicit=True)}
             return self._apply(
-                plan, yes=yes, consent=consent, reason=f"install {wanted}", changes=promote
+                plan,
+                yes=yes,
+                consent=consent,
+                reason=f"install {wanted}",
+                changes=promote,
+                meanwhile=write_copies,
             )
 
     def update(
@@ -264,10 +273,18 @@ class Marketplace:
         else:
             defined.refuse_local(self._require_installed(current, plugin_id), "update")
             requests, upgrade = [requirement(plugin_id, version)], [plugin_id]
-        with self._operation("update", plugin_id or "all"), self.installer.locked("update"):
+        with (
+            self._operation("update", plugin_id or "all"),
+            self.installer.locked("update"),
+            self.registry.holding_copies() as write_copies,
+        ):
             plan = self._resolve(requests, operation="update", upgrade=upgrade)
             return self._apply(
-                plan, yes=yes, consent=consent, reason=f"update {plugin_id or 'all'}"
+                plan,
+                yes=yes,
+                consent=consent,
+                reason=f"update {plugin_id or 'all'}",
+                meanwhile=write_copies,
             )
 
     def auto_update(self) -> Plan:
@@ -522,13 +539,19 @@ class Marketplace:
         changes: Mapping[str, InstalledPlugin] | None = None,
         fetch: Callable[[PlanItem], bytes] | None = None,
         consent: Plan | None = None,
+        meanwhile: Callable[[], object] | None = None,
     ) -> Plan:
         agreed(plan, yes=yes, consent=consent)
         if plan.empty and not changes:
             return plan
         started = time.perf_counter()
         self.installer.apply(
-            plan, fetch or self._fetch, reason=reason, live=self.live, changes=changes
+            plan,
+            fetch or self._fetch,
+            reason=reason,
+            live=self.live,
+            changes=changes,
+            meanwhile=meanwhile,
         )
         self._mark_seen()
         self._books.changed.extend(plan.items)

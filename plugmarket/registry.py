@@ -33,10 +33,12 @@ for network and disk copies alike. What is normal is decided here:
 from __future__ import annotations
 
 import html
+import logging
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +73,8 @@ if TYPE_CHECKING:
     from plugmarket._internal.fetch import Connections, Progress, Sender
 
 __all__ = ["PluginDetails", "RegistryClient", "SearchHit", "StaleDataWarning"]
+
+_log = logging.getLogger("plugmarket")
 
 _DETAILS_KEPT = 1024  # decoded detail files kept in memory
 _PACKAGE = str(Path(__file__).resolve().parent)
@@ -344,6 +348,48 @@ class RegistryClient:
             progress=progress,
         )
 
+    @contextmanager
+    def holding_copies(self) -> Iterator[Callable[[], None]]:
+        """Hold back writing the cache's copies of fetched files (the index, detail
+        files) for the block; yields what writes those held so far.
+
+        A transaction calls it while it waits for its own flush to reach the
+        disk, where the writes cost no time; whatever is still held is written
+        when the block ends, however it ends. A copy that cannot be written then
+        is logged as a warning, not raised: the operation it served is decided,
+        and the file is fetched again next time. Re-entrant: an inner block
+        leaves the writing to the outer one.
+        """
+        if any(state.held is not None for state in self._states):
+            yield lambda: None
+            return
+        for state in self._states:
+            state.held = []
+
+        def write_held() -> None:
+            for state in self._states:
+                held, state.held = state.held or [], []
+                for write in held:
+                    try:
+                        write()
+                    except OSError as exc:
+                        _log.warning(
+                            "plugmarket: could not keep a copy from registry %r in its "
+                            "cache under %s (%s); it is fetched again next time",
+                            state.source.label,
+                            state.source.cache.root,
+                            exc.strerror or exc,
+                        )
+
+        try:
+            yield write_held
+        finally:
+            try:
+                write_held()
+            finally:
+                for state in self._states:
+                    state.held = None
+
     def close(self) -> None:
         """Close the HTTP client this object made (not one passed in)."""
         if self._own_client and self._client is not None:
@@ -419,7 +465,7 @@ class RegistryClient:
         detail = state.trusted.verify_detail(plugin_id, body)
         if fetched and not source.local:
             blob = body
-            state.write(lambda: source.cache.put_blob(pin.sha256, blob))
+            state.write(lambda: source.cache.put_blob(pin.sha256, blob), copy=True)
         self._details[key] = detail
         return detail
 

@@ -3,6 +3,7 @@ mode, stale-if-error and damaged cache files against a real loopback server."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -13,11 +14,14 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from plugmarket._internal import durable
 from plugmarket._internal.http_cache import DiskCache, atomic_write, cache_folder
-from plugmarket.errors import OfflineError, RegistryError
+from plugmarket.errors import ConsentRequired, OfflineError, RegistryError
+from plugmarket.marketplace import Marketplace
 from plugmarket.registry import RegistryClient, StaleDataWarning
 from plugmarket.settings import from_env
 from tests.support.httpserver import LoopbackServer, status
@@ -474,3 +478,90 @@ def test_stale_if_error_when_the_server_times_out(
             assert client.search("") == hits
     finally:
         release.set()
+
+
+# --- the copies an install fetched, written while its commit waits for the disk ---------
+
+
+def _offline_details(registry: TestRegistry, url: str, home: Path, plugin_id: str) -> str:
+    """The plugin's newest version as an offline client of ``url`` on ``home`` reads it
+    from the cache."""
+    offline = RegistryClient(registry.settings(home, url, offline=True))
+    try:
+        return str(offline.details(plugin_id).versions[-1].version)
+    finally:
+        offline.close()
+
+
+def test_an_install_writes_its_cached_copies_while_its_commit_waits_for_the_disk(
+    registry: TestRegistry, served: LoopbackServer, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_put, real_blob = DiskCache.put, DiskCache.put_blob
+    real_soon, real_outcome = durable.sync_soon, durable.outcome
+
+    def put(self: DiskCache, name: str, body: bytes, **kwargs: Any) -> Any:
+        events.append(name)
+        return real_put(self, name, body, **kwargs)
+
+    def put_blob(self: DiskCache, sha256: str, body: bytes) -> None:
+        events.append("detail file")
+        real_blob(self, sha256, body)
+
+    def sync_soon(files: Any, folders: Any) -> Any:
+        events.append("flush started")
+        return real_soon(files, folders)
+
+    def outcome(future: Any) -> Any:
+        events.append("flush waited for")
+        return real_outcome(future)
+
+    monkeypatch.setattr(DiskCache, "put", put)
+    monkeypatch.setattr(DiskCache, "put_blob", put_blob)
+    monkeypatch.setattr(durable, "sync_soon", sync_soon)
+    monkeypatch.setattr(durable, "outcome", outcome)
+    market = Marketplace(settings=registry.settings(home, served.url()), live=False)
+    try:
+        market.install("cell-timer", yes=True)
+    finally:
+        market.close()
+    assert events == ["flush started", "index.json", "detail file", "flush waited for"]
+    assert (
+        _offline_details(registry, served.url(), home, "cell-timer") == "0.1.0"
+    )  # really on the disk
+
+
+def test_the_copies_are_written_when_an_install_stops_to_ask_for_consent(
+    registry: TestRegistry, served: LoopbackServer, home: Path
+) -> None:
+    market = Marketplace(settings=registry.settings(home, served.url()), live=False)
+    try:
+        with pytest.raises(ConsentRequired):
+            market.install("cell-timer")
+    finally:
+        market.close()
+    assert _offline_details(registry, served.url(), home, "cell-timer") == "0.1.0"
+
+
+def test_a_copy_that_cannot_be_written_is_a_warning_and_the_install_goes_on(
+    registry: TestRegistry,
+    served: LoopbackServer,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def disk_full(self: DiskCache, sha256: str, body: bytes) -> None:  # a fault no disk here stages
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(DiskCache, "put_blob", disk_full)
+    market = Marketplace(settings=registry.settings(home, served.url()), live=False)
+    try:
+        market.install("cell-timer", yes=True)
+        assert [p.id for p in market.installed()] == ["cell-timer"]
+    finally:
+        market.close()
+    [warning] = [r for r in caplog.records if "cache" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "fetched again next time" in warning.getMessage()
+    assert os.strerror(errno.ENOSPC) in warning.getMessage()
+    with pytest.raises(OfflineError):  # the detail file was not kept
+        _offline_details(registry, served.url(), home, "cell-timer")

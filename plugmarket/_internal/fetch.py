@@ -118,8 +118,8 @@ class Connections:
     A request to a registry or an index needs nothing that layer adds: no auth,
     no cookies (a static file server's cookie would only let it recognise the
     next request), no event hooks, and redirects :func:`fetch` follows itself;
-    on loopback that layer cost a fifth of each request
-    (docs/decisions/0008-transactions.md, "Downloads"). Proxies are taken from
+    on loopback that layer cost a sixth of each request
+    (docs/decisions/0014-registry-downloads.md). Proxies are taken from
     the environment as ``httpx.Client`` takes them: ``HTTP_PROXY``,
     ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, read when the first
     request to an origin is made. Thread-safe; close it to close its connections.

@@ -88,6 +88,8 @@ class RegistryState:
         self._now = now
         self._trust: TrustedIndex | None = None
         self.last: Snapshot | None = None  # the last trusted snapshot, fresh or not
+        # Copies of fetched files waiting to be written (RegistryClient.holding_copies).
+        self.held: list[Callable[[], object]] | None = None
 
     def refresh(self, now: datetime) -> Snapshot:
         """The cheapest trusted snapshot at ``now`` (see the module's docstring).
@@ -135,7 +137,7 @@ class RegistryState:
         if isinstance(got, RegistryError):
             return self._stale(best, now, got, why)
         if got.status == 304 and entry is not None and best is not None:
-            self.write(lambda: self.source.cache.touch(INDEX_FILE, entry, fetched=t))
+            self.write(lambda: self.source.cache.touch(INDEX_FILE, entry, fetched=t), copy=True)
             return replace(best, fetched=t, fresh_until=t + ttl)
         digest = hashlib.sha256(got.body).hexdigest()
         if best is not None and best.digest == digest:
@@ -163,6 +165,7 @@ class RegistryState:
                     extra=extra,
                     sha256=digest,
                 ),
+                copy=True,
             )
         self._remember(index.version)
         return Snapshot(index, digest, sig, t, t + ttl)
@@ -282,8 +285,15 @@ class RegistryState:
         else:  # another process may have written it, its fsync owed to a batch of its own
             self.source.cache.owe_state()
 
-    def write(self, write: Callable[[], object]) -> None:
-        """Run a cache write, translating a disk failure."""
+    def write(self, write: Callable[[], object], *, copy: bool = False) -> None:
+        """Run a cache write, translating a disk failure.
+
+        A copy of a fetched file (``copy``) waits instead while the client holds
+        copies back (:meth:`~plugmarket.registry.RegistryClient.holding_copies`).
+        """
+        if copy and self.held is not None:
+            self.held.append(write)
+            return
         try:
             write()
         except OSError as exc:
