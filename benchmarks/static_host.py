@@ -1,11 +1,13 @@
-"""A static host on 127.0.0.1 for the benchmarks: a folder served as a static web
-server serves it (nginx, a bucket, Pages), in its own process.
+"""A static host on 127.0.0.1 for the benchmarks: a folder served from memory, in
+its own process.
 
-Every file is read once at start, and its whole response (``Content-Length``,
-``ETag``, ``Last-Modified``) made then, so a request costs what it costs such
-a host: parse the request line, write bytes already made. ``/dir/`` answers
-with ``dir/index.html``, as a static PEP 503 index is laid out. HTTP/1.1 with
-keep-alive; GET and HEAD.
+Every file is read once at start, and its response headers
+(``Content-Length``, ``ETag``, ``Last-Modified``) made then, so a request
+costs little more than parsing the request line and writing bytes already
+made, as with a static web server whose files sit in the page cache (nginx,
+a bucket). ``/dir/`` answers with ``dir/index.html``, as a static PEP 503
+index is laid out. HTTP/1.1 with keep-alive; GET and HEAD; no conditional or
+range requests (a benchmark's rounds start cold), no redirects.
 
 Run: ``python benchmarks/static_host.py FOLDER``: prints the base URL, then
 serves until its standard input is closed.
@@ -30,13 +32,12 @@ def responses(root: Path) -> dict[str, tuple[bytes, bytes]]:
         if not path.is_file():
             continue
         body = path.read_bytes()
-        head = (
+        head = (  # the Date header and the blank line follow, per request
             "HTTP/1.1 200 OK\r\n"
             f"Content-Type: {_TYPES.get(path.suffix, 'application/octet-stream')}\r\n"
             f"Content-Length: {len(body)}\r\n"
             f'ETag: "{hashlib.sha256(body).hexdigest()[:32]}"\r\n'
             f"Last-Modified: {email.utils.formatdate(path.stat().st_mtime, usegmt=True)}\r\n"
-            "\r\n"
         ).encode("ascii")
         url = "/" + path.relative_to(root).as_posix()
         made[url] = (head, body)
@@ -46,7 +47,11 @@ def responses(root: Path) -> dict[str, tuple[bytes, bytes]]:
 
 
 def _status(code: int, reason: str) -> bytes:
-    return f"HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n\r\n".encode("ascii")
+    return f"HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n".encode("ascii")
+
+
+def _date() -> bytes:
+    return f"Date: {email.utils.formatdate(usegmt=True)}\r\n\r\n".encode("ascii")
 
 
 class _Connection(asyncio.Protocol):
@@ -70,17 +75,17 @@ class _Connection(asyncio.Protocol):
             method, target, version = [*line.split(" "), "", "", ""][:3]
             headers = dict(f.lower().split(":", 1) for f in fields if ":" in f)
             if headers.get("content-length", "0").strip() not in ("", "0"):
-                self.transport.write(_status(400, "Bad Request"))  # a GET has no body
+                self.transport.write(_status(400, "Bad Request") + _date())  # a GET has no body
                 self.transport.close()
                 return
             found = self.files.get(target.split("?", 1)[0])
             if method not in ("GET", "HEAD"):
-                self.transport.write(_status(405, "Method Not Allowed"))
+                self.transport.write(_status(405, "Method Not Allowed") + _date())
             elif found is None:
-                self.transport.write(_status(404, "Not Found"))
+                self.transport.write(_status(404, "Not Found") + _date())
             else:
                 head, body = found
-                self.transport.write(head if method == "HEAD" else head + body)
+                self.transport.write(head + _date() + (b"" if method == "HEAD" else body))
             closing = headers.get("connection", "").strip() == "close"
             if closing or version != "HTTP/1.1":
                 self.transport.close()

@@ -470,6 +470,8 @@ class Installer:
         unpacking: list[Future[Staged]] = []
         try:
             for sha, item in needed.items():
+                for done in (f for f in unpacking if f.done()):
+                    done.result()  # an artifact refused: download no more
                 data = self._download(item, fetch)
                 name, where = artifact_name(item.url, data, item.id), item.url or item.id
                 stage = functools.partial(
@@ -480,8 +482,10 @@ class Installer:
                 else:
                     unpacking.append(durable.soon(stage))
         finally:
-            for future in unpacking:
-                durable.outcome(future)
+            if len(needed) > 1:
+                # The job thread runs its jobs in turn: once this one has run, so has
+                # every unpacking, even one a Ctrl-C kept from being listed above.
+                durable.outcome(durable.soon(lambda: None))
         return staging + [future.result() for future in unpacking]
 
     def _start_journal(self, entry: Journal, faults: Faults) -> None:

@@ -350,8 +350,8 @@ class RegistryClient:
 
     @contextmanager
     def holding_copies(self) -> Iterator[Callable[[], None]]:
-        """Hold back writing the cache's copies of fetched files (the index, detail
-        files) for the block; yields what writes those held so far.
+        """Hold back writing the cache's copies of fetched detail files for the
+        block; yields what writes those held so far.
 
         A transaction calls it while it waits for its own flush to reach the
         disk, where the writes cost no time; whatever is still held is written

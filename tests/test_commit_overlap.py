@@ -31,7 +31,7 @@ import pytest
 from plugmarket import loader
 from plugmarket._internal import durable, journal, syncfs
 from plugmarket._internal.installed import Generation
-from plugmarket.errors import ActivationError, InstallError
+from plugmarket.errors import ActivationError, InstallError, PlugmarketError
 from plugmarket.host import IPythonHost
 from plugmarket.installer import Installer
 from plugmarket.live import LiveSet
@@ -676,3 +676,38 @@ def test_an_interrupted_download_waits_for_the_unpacking_before_the_undo(
     assert tree(home) == before  # no temporary folder left in the store
     assert inst.current().number == 1 and not journal.pending(home)
     assert inst.check().problems == ()
+
+
+def test_a_refused_artifact_stops_the_downloads_after_it(
+    home: Path, arts: dict[str, Artifact], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = Installer(Settings(home=home), faults="")
+    broken = tmp_path / "registry" / "broken-1.0.zip"
+    broken.write_bytes(b"not a zip archive")
+    bad = Artifact("broken", "1.0", broken)
+    refused = threading.Event()
+    real_stage = inst.store.stage
+
+    def stage(sha256: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_stage(sha256, *args, **kwargs)
+        finally:
+            if sha256 == bad.sha256:
+                refused.set()
+
+    fetched: list[str] = []
+
+    def fetch_each(item: Any) -> bytes:
+        fetched.append(item.id)
+        if item.id == "alpha":  # the broken one has been refused by the time this is in
+            assert refused.wait(WAIT), "the broken artifact was never unpacked"
+        return fetch(item)
+
+    monkeypatch.setattr(inst.store, "stage", stage)
+    plan = Plan("install", (bad.add(), arts["alpha-1"].add(), arts["hello-1"].add()))
+    with pytest.raises(PlugmarketError) as refusal:
+        inst.apply(plan, fetch_each, reason="three")
+    assert "broken" in refusal.value.message
+    assert fetched == ["broken", "alpha"]  # hello was never downloaded
+    assert inst.current().number == 0 and inst.store.names() == []
+    assert not journal.pending(home) and inst.check().problems == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 from collections.abc import Callable
@@ -102,3 +103,40 @@ def test_connections_go_straight_to_a_host_no_proxy_names(
     with Connections() as connections:
         assert fetch(server.url("a.txt"), client=connections, max_bytes=10).body == b"direct"
     assert server.count("/a.txt") == 1
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    def private(h: Any) -> None:
+        token = "Basic " + base64.b64encode(b"team:s3cr@t").decode()
+        allowed = h.headers.get("Authorization") == token
+        status(200 if allowed else 401, b"index" if allowed else b"")(h)
+
+    server = http_server(tmp_path)
+    server.route("/private/index.json", private)
+    url = f"http://team:s3cr%40t@127.0.0.1:{server.port}/private/index.json"
+    with Connections() as connections:
+        assert fetch(url, client=connections, max_bytes=10).body == b"index"
+
+
+def test_a_no_proxy_entry_with_a_port_names_that_origin_only(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.txt").write_bytes(b"direct")
+    server = http_server(tmp_path)
+    proxy = http_server(tmp_path)
+    through = f"http://127.0.0.1:{server.port}/a.txt"
+    proxy.route(through, status(200, b"proxied"))
+    for name in ("all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, proxy.origin)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, f"127.0.0.1:{server.port}")
+    with Connections() as connections:
+        assert fetch(through, client=connections, max_bytes=10).body == b"direct"
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, f"127.0.0.1:{proxy.port}")  # another origin on that host
+    with Connections() as connections:
+        assert fetch(through, client=connections, max_bytes=10).body == b"proxied"

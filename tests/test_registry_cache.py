@@ -493,9 +493,11 @@ def _offline_details(registry: TestRegistry, url: str, home: Path, plugin_id: st
         offline.close()
 
 
-def test_an_install_writes_its_cached_copies_while_its_commit_waits_for_the_disk(
+def test_an_install_writes_its_detail_copies_while_its_commit_waits_for_the_disk(
     registry: TestRegistry, served: LoopbackServer, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The index's copy is written at once, beside the trusted version it must stay in
+    step with: another process on the home, offline, trusts it during the install."""
     events: list[str] = []
     real_put, real_blob = DiskCache.put, DiskCache.put_blob
     real_soon, real_outcome = durable.sync_soon, durable.outcome
@@ -510,6 +512,11 @@ def test_an_install_writes_its_cached_copies_while_its_commit_waits_for_the_disk
 
     def sync_soon(files: Any, folders: Any) -> Any:
         events.append("flush started")
+        offline = RegistryClient(registry.settings(home, served.url(), offline=True))
+        try:
+            assert "cell-timer" in offline.ids()  # the index copy is trusted meanwhile
+        finally:
+            offline.close()
         return real_soon(files, folders)
 
     def outcome(future: Any) -> Any:
@@ -525,10 +532,8 @@ def test_an_install_writes_its_cached_copies_while_its_commit_waits_for_the_disk
         market.install("cell-timer", yes=True)
     finally:
         market.close()
-    assert events == ["flush started", "index.json", "detail file", "flush waited for"]
-    assert (
-        _offline_details(registry, served.url(), home, "cell-timer") == "0.1.0"
-    )  # really on the disk
+    assert events == ["index.json", "flush started", "detail file", "flush waited for"]
+    assert _offline_details(registry, served.url(), home, "cell-timer") == "0.1.0"
 
 
 def test_the_copies_are_written_when_an_install_stops_to_ask_for_consent(

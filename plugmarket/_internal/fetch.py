@@ -115,14 +115,16 @@ class Connections:
     """plugmarket's own HTTP connections: httpx's transport (its connection pool, TLS,
     timeouts) for each proxy route, without ``httpx.Client``'s layer above it.
 
-    A request to a registry or an index needs nothing that layer adds: no auth,
+    A request to a registry or an index needs little of what that layer adds:
     no cookies (a static file server's cookie would only let it recognise the
     next request), no event hooks, and redirects :func:`fetch` follows itself;
-    on loopback that layer cost a sixth of each request
-    (docs/decisions/0014-registry-downloads.md). Proxies are taken from
-    the environment as ``httpx.Client`` takes them: ``HTTP_PROXY``,
-    ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``, read when the first
-    request to an origin is made. Thread-safe; close it to close its connections.
+    credentials in a URL (``https://user:token@host/``) are sent as Basic auth,
+    as ``httpx.Client`` sends them. On loopback that layer cost a sixth of each
+    request (docs/decisions/0014-registry-downloads.md). Proxies come from the
+    environment variables ``httpx.Client`` reads too (``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), as :mod:`urllib.request`
+    reads them (``getproxies``, ``proxy_bypass``), on the first request to each
+    origin. Thread-safe; once closed, it sends nothing more.
 
     Args:
         timeout: Seconds each connect, read, write and wait for a pooled connection may take.
@@ -143,6 +145,7 @@ class Connections:
         self._by_origin: dict[tuple[bytes, str, int | None], httpx.HTTPTransport] = {}
         self._by_proxy: dict[str | None, httpx.HTTPTransport] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def send(
         self, request: httpx.Request, *, stream: bool = True, follow_redirects: bool = False
@@ -154,11 +157,17 @@ class Connections:
         """
         if not stream or follow_redirects:
             raise ValueError("Connections only streams, and never follows redirects")
+        url = request.url
+        if (url.username or url.password) and "authorization" not in request.headers:
+            import httpx
+
+            request = next(httpx.BasicAuth(url.username, url.password).auth_flow(request))
         request.extensions.setdefault("timeout", self._timeout)
-        return self._transport(request.url).handle_request(request)
+        return self._transport(url).handle_request(request)
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             transports = list(self._by_proxy.values())
             self._by_origin.clear()
             self._by_proxy.clear()
@@ -178,8 +187,10 @@ class Connections:
             return transport
         import httpx
 
-        proxy = _proxy_for(url.scheme, url.host)
+        proxy = _proxy_for(url)
         with self._lock:
+            if self._closed:
+                raise RuntimeError("these connections are closed")
             transport = self._by_proxy.get(proxy)
             if transport is None:
                 transport = httpx.HTTPTransport(verify=_tls_context(), proxy=proxy)
@@ -188,10 +199,11 @@ class Connections:
         return transport
 
 
-def _proxy_for(scheme: str, host: str) -> str | None:
-    """The proxy the environment names for ``scheme://host``, or None to go direct."""
+def _proxy_for(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url``'s origin, or None to go direct."""
     proxies = urllib.request.getproxies()
-    proxy = proxies.get(scheme) or proxies.get("all")
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    host = url.host if url.port is None else f"{url.host}:{url.port}"  # NO_PROXY may name ports
     if not proxy or urllib.request.proxy_bypass(host):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"

@@ -88,7 +88,7 @@ class RegistryState:
         self._now = now
         self._trust: TrustedIndex | None = None
         self.last: Snapshot | None = None  # the last trusted snapshot, fresh or not
-        # Copies of fetched files waiting to be written (RegistryClient.holding_copies).
+        # Detail files waiting to be written (RegistryClient.holding_copies).
         self.held: list[Callable[[], object]] | None = None
 
     def refresh(self, now: datetime) -> Snapshot:
@@ -137,7 +137,7 @@ class RegistryState:
         if isinstance(got, RegistryError):
             return self._stale(best, now, got, why)
         if got.status == 304 and entry is not None and best is not None:
-            self.write(lambda: self.source.cache.touch(INDEX_FILE, entry, fetched=t), copy=True)
+            self.write(lambda: self.source.cache.touch(INDEX_FILE, entry, fetched=t))
             return replace(best, fetched=t, fresh_until=t + ttl)
         digest = hashlib.sha256(got.body).hexdigest()
         if best is not None and best.digest == digest:
@@ -165,7 +165,6 @@ class RegistryState:
                     extra=extra,
                     sha256=digest,
                 ),
-                copy=True,
             )
         self._remember(index.version)
         return Snapshot(index, digest, sig, t, t + ttl)
@@ -288,8 +287,12 @@ class RegistryState:
     def write(self, write: Callable[[], object], *, copy: bool = False) -> None:
         """Run a cache write, translating a disk failure.
 
-        A copy of a fetched file (``copy``) waits instead while the client holds
+        A copy of a detail file (``copy``) waits instead while the client holds
         copies back (:meth:`~plugmarket.registry.RegistryClient.holding_copies`).
+        Only those may wait: each is named by its own sha256, so no write can
+        land out of order with another. The index's copy must stay in step with
+        the trusted version written beside it (an offline process would take a
+        copy older than that version for a rollback).
         """
         if copy and self.held is not None:
             self.held.append(write)
