@@ -482,9 +482,11 @@ class Installer:
                 else:
                     unpacking.append(durable.soon(stage))
         finally:
+            for future in unpacking:
+                durable.outcome(future)
             if len(needed) > 1:
                 # The job thread runs its jobs in turn: once this one has run, so has
-                # every unpacking, even one a Ctrl-C kept from being listed above.
+                # an unpacking a Ctrl-C kept from being listed above.
                 durable.outcome(durable.soon(lambda: None))
         return staging + [future.result() for future in unpacking]
 

@@ -686,14 +686,15 @@ def test_a_refused_artifact_stops_the_downloads_after_it(
     broken.write_bytes(b"not a zip archive")
     bad = Artifact("broken", "1.0", broken)
     refused = threading.Event()
-    real_stage = inst.store.stage
+    real_soon = durable.soon
+    jobs: list[Future[Any]] = []
 
-    def stage(sha256: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return real_stage(sha256, *args, **kwargs)
-        finally:
-            if sha256 == bad.sha256:
-                refused.set()
+    def soon(job: Callable[[], Any]) -> Future[Any]:
+        future = real_soon(job)
+        if not jobs:  # the broken artifact's unpacking: done (and failed) sets the event
+            future.add_done_callback(lambda _: refused.set())
+        jobs.append(future)
+        return future
 
     fetched: list[str] = []
 
@@ -703,7 +704,7 @@ def test_a_refused_artifact_stops_the_downloads_after_it(
             assert refused.wait(WAIT), "the broken artifact was never unpacked"
         return fetch(item)
 
-    monkeypatch.setattr(inst.store, "stage", stage)
+    monkeypatch.setattr(durable, "soon", soon)
     plan = Plan("install", (bad.add(), arts["alpha-1"].add(), arts["hello-1"].add()))
     with pytest.raises(PlugmarketError) as refusal:
         inst.apply(plan, fetch_each, reason="three")

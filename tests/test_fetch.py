@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from plugmarket._internal.fetch import Connections, fetch
-from tests.support.httpserver import LoopbackServer, status
+from plugmarket.errors import SourceError
+from tests.support.httpserver import LoopbackServer, redirect_to, status
 
 
 def test_asks_for_uncompressed_bytes_even_through_a_given_client(
@@ -118,6 +119,47 @@ def test_credentials_in_the_url_are_sent_as_basic_auth(
     url = f"http://team:s3cr%40t@127.0.0.1:{server.port}/private/index.json"
     with Connections() as connections:
         assert fetch(url, client=connections, max_bytes=10).body == b"index"
+
+
+def test_credentials_follow_a_redirect_within_the_origin_and_no_further(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    token = "Basic " + base64.b64encode(b"team:tok").decode()
+    server, other = http_server(tmp_path), http_server(tmp_path)
+
+    def private(h: Any) -> None:
+        allowed = h.headers.get("Authorization") == token
+        status(200 if allowed else 401, b"moved here" if allowed else b"")(h)
+
+    server.route("/old/index.json", redirect_to(server.url("new/index.json"), 301))
+    server.route("/new/index.json", private)
+    server.route("/away/index.json", redirect_to(other.url("index.json"), 302))
+    other.route("/index.json", status(200, b"elsewhere"))
+    creds = f"http://team:tok@127.0.0.1:{server.port}"
+    with Connections() as connections:
+        got = fetch(f"{creds}/old/index.json", client=connections, max_bytes=20)
+        assert got.body == b"moved here"  # an absolute Location, the same origin
+        away = fetch(
+            f"{creds}/away/index.json",
+            client=connections,
+            max_bytes=20,
+            allowed_origins=(server.origin, other.origin),
+        )
+    assert away.body == b"elsewhere"
+    sent: dict[str, Any] = other.requests[-1][2]
+    assert "authorization" not in {k.lower() for k in sent}  # not to another origin
+
+
+def test_closed_connections_fail_a_download_in_words(
+    tmp_path: Path, http_server: Callable[..., LoopbackServer]
+) -> None:
+    (tmp_path / "a.txt").write_bytes(b"a")
+    server = http_server(tmp_path)
+    connections = Connections()
+    connections.close()
+    with pytest.raises(SourceError, match="closed"):
+        fetch(server.url("a.txt"), client=connections, max_bytes=10)
+    assert server.count() == 0
 
 
 def test_a_no_proxy_entry_with_a_port_names_that_origin_only(

@@ -119,8 +119,9 @@ class Connections:
     no cookies (a static file server's cookie would only let it recognise the
     next request), no event hooks, and redirects :func:`fetch` follows itself;
     credentials in a URL (``https://user:token@host/``) are sent as Basic auth,
-    as ``httpx.Client`` sends them. On loopback that layer cost a sixth of each
-    request (docs/decisions/0014-registry-downloads.md). Proxies come from the
+    as ``httpx.Client`` sends them (and :func:`fetch` again after a redirect
+    within the origin). On loopback that layer cost a sixth of each request
+    (docs/decisions/0014-registry-downloads.md). Proxies come from the
     environment variables ``httpx.Client`` reads too (``HTTP_PROXY``,
     ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), as :mod:`urllib.request`
     reads them (``getproxies``, ``proxy_bypass``), on the first request to each
@@ -189,8 +190,8 @@ class Connections:
 
         proxy = _proxy_for(url)
         with self._lock:
-            if self._closed:
-                raise RuntimeError("these connections are closed")
+            if self._closed:  # a transport error: the caller reports it as a failed download
+                raise httpx.TransportError("plugmarket's connections were closed")
             transport = self._by_proxy.get(proxy)
             if transport is None:
                 transport = httpx.HTTPTransport(verify=_tls_context(), proxy=proxy)
@@ -370,13 +371,14 @@ def _fetch_http(
     session: Sender = Connections() if client is None else client
     start = url
     ends = time.monotonic() + deadline
+    carried: dict[str, str] = {}  # credentials, kept for a redirect within the origin
     try:
         for _ in range(_MAX_REDIRECTS + 1):
             try:
                 # Raw bytes are counted and hashed, so ask for them uncompressed. The
                 # request is made whole here and sent as it is.
                 sent = session.headers.copy()
-                sent.update({"Accept-Encoding": "identity", **headers})
+                sent.update({"Accept-Encoding": "identity", **headers, **carried})
                 request = httpx.Request("GET", url, headers=sent)
                 response = session.send(request, stream=True, follow_redirects=False)
                 with contextlib.closing(response) as r:
@@ -390,6 +392,9 @@ def _fetch_http(
                                 f"(origin {origin_of(target)} is not allowed)",
                                 hint="Redirects may only lead to allowed origins.",
                             )
+                        same = origin_of(target) == origin_of(url)
+                        auth = request.headers.get("authorization")
+                        carried = {"Authorization": auth} if same and auth else {}
                         url = target
                         continue
                     if r.status_code != 200:
