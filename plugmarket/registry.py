@@ -63,7 +63,7 @@ from plugmarket.errors import (
     RegistryError,
 )
 from plugmarket.manifest import ID_PATTERN
-from plugmarket.settings import Settings
+from plugmarket.settings import Settings, shown_url
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -333,7 +333,7 @@ class RegistryClient:
         if self.settings.offline and allowed:
             raise OfflineError(
                 f"registry {source.label!r}: {plugin_id} {info.version} must be downloaded "
-                f"from {url}, and offline mode is on",
+                f"from {shown_url(url)}, and offline mode is on",
                 registry=source.label,
                 file=pin.url,
                 hint="Turn offline mode off (PLUGMARKET_OFFLINE=0) to download it.",

@@ -9,6 +9,7 @@ the configuration layer; safe caps are on by default.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = [
     "default_home",
     "demo_registry_path",
     "from_env",
+    "shown_url",
 ]
 
 KiB = 1024
@@ -46,6 +48,16 @@ def current_file(home: Path) -> Path:
     return home / "current"
 
 
+def shown_url(url: str) -> str:
+    """``url`` without the user name and password it may carry
+    (``https://user:token@host/r/`` -> ``https://host/r/``): what messages, records
+    and cache keys name, so a registry's token is sent to its server and nowhere else."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def demo_registry_path() -> Path:
     """The signed demo registry that ships inside the package."""
     return Path(__file__).parent / "demo_registry"
@@ -57,7 +69,8 @@ class RegistryConfig:
 
     Attributes:
         url: An https/http/file URL or a plain folder path.
-        name: A short name for messages and ``details`` (defaults to the URL).
+        name: A short name for messages and ``details`` (defaults to the URL,
+            without any credentials in it).
         trusted_keys: Ed25519 public keys (base64, or paths to ``.pub`` files)
             whose signature on ``index.json`` is accepted. With keys, a
             signature is always required.
@@ -71,7 +84,7 @@ class RegistryConfig:
 
     @property
     def label(self) -> str:
-        return self.name or self.url
+        return self.name or shown_url(self.url)
 
 
 def _demo_registry() -> RegistryConfig:

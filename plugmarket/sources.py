@@ -62,6 +62,7 @@ from plugmarket.manifest import (
     read_manifest_text,
     validate_id,
 )
+from plugmarket.settings import shown_url
 
 if TYPE_CHECKING:
     import httpx
@@ -138,13 +139,13 @@ class Source:
         """
         if urllib.parse.urlsplit(url).scheme not in ("https", "http", "file"):
             raise SourceError(
-                f"{url}: not an https, http or file URL",
+                f"{shown_url(url)}: not an https, http or file URL",
                 source=url,
                 hint="Give a full URL such as https://example.com/plugin.whl.",
             )
         if sha256 is not None and not _SHA256.match(sha256):
             raise SourceError(
-                f"{url}: the pin {sha256!r} is not a sha256 (64 hexadecimal digits)",
+                f"{shown_url(url)}: the pin {sha256!r} is not a sha256 (64 hexadecimal digits)",
                 source=url,
                 hint="Copy the sha256 the publisher gives, or leave the pin out.",
             )

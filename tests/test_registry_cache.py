@@ -20,10 +20,10 @@ import pytest
 
 from plugmarket._internal import durable
 from plugmarket._internal.http_cache import DiskCache, atomic_write, cache_folder
-from plugmarket.errors import ConsentRequired, OfflineError, RegistryError
+from plugmarket.errors import ConsentRequired, OfflineError, PlugmarketError, RegistryError
 from plugmarket.marketplace import Marketplace
 from plugmarket.registry import RegistryClient, StaleDataWarning
-from plugmarket.settings import from_env
+from plugmarket.settings import RegistryConfig, Settings, from_env, shown_url
 from tests.support.httpserver import LoopbackServer, status
 from tests.support.registry import Clients, Clock, TestRegistry
 
@@ -570,3 +570,37 @@ def test_a_copy_that_cannot_be_written_is_a_warning_and_the_install_goes_on(
     assert os.strerror(errno.ENOSPC) in warning.getMessage()
     with pytest.raises(OfflineError):  # the detail file was not kept
         _offline_details(registry, served.url(), home, "cell-timer")
+
+
+# --- credentials in a registry URL go to its server, and nowhere else ---------------------
+
+
+def test_shown_url_drops_the_credentials_and_nothing_else() -> None:
+    assert (
+        shown_url("https://team:tok@example.org:8443/r/?x=1") == "https://example.org:8443/r/?x=1"
+    )
+    assert shown_url("https://token@[::1]/r/") == "https://[::1]/r/"
+    for unchanged in ("https://example.org/r/", "/srv/registry", "file:///srv/r", "C:\\\\r"):
+        assert shown_url(unchanged) == unchanged
+
+
+def test_a_registry_token_is_kept_out_of_the_home_and_the_messages(
+    registry: TestRegistry, served: LoopbackServer, home: Path
+) -> None:
+    secret = "s3cr3t-token"
+    with_token = served.url().replace("http://", f"http://team:{secret}@")
+    settings = Settings(
+        home=home, registries=(RegistryConfig(with_token, trusted_keys=(str(registry.pub),)),)
+    )
+    market = Marketplace(settings=settings, live=False)
+    try:
+        market.install("cell-timer", yes=True)
+        with pytest.raises(PlugmarketError) as missing:
+            market.details("no-such-plugin")  # the message names the registry
+    finally:
+        market.close()
+    assert secret not in str(missing.value) and served.url() in str(missing.value)
+    leaks = [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaks == []  # not in the audit log, the generations or the registry cache
+    # A new token is the same registry: its cache and trusted version are kept.
+    assert cache_dir(home) == cache_folder(home, served.url())

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from plugmarket.errors import IntegrityError, PlugmarketError, SourceError
+from plugmarket.settings import shown_url
 
 if TYPE_CHECKING:
     import httpx
@@ -278,7 +279,7 @@ def fetch(
     elif parts.scheme in ("http", "https"):
         if not origin_allowed(url, allowed_origins):
             raise error(
-                f"{url}: the origin {origin_of(url)} is not in the allowed origins",
+                f"{shown_url(url)}: the origin {origin_of(url)} is not in the allowed origins",
                 hint="Ask an admin to add it to allowed_origins, or use another source.",
             )
         result = _fetch_http(
@@ -294,7 +295,7 @@ def fetch(
         )
     else:
         raise error(
-            f"{url}: unsupported URL scheme {parts.scheme!r}",
+            f"{shown_url(url)}: unsupported URL scheme {parts.scheme!r}",
             hint="Use an https, http or file URL, or a folder path.",
         )
     if result.status == 200:
@@ -305,8 +306,8 @@ def fetch(
 def _check_pins(url: str, body: bytes, size: int | None, sha256: str | None) -> None:
     if size is not None and len(body) != size:
         raise IntegrityError(
-            f"{url}: expected {size} bytes, got {len(body)}",
-            subject=url,
+            f"{shown_url(url)}: expected {size} bytes, got {len(body)}",
+            subject=shown_url(url),
             expected=str(size),
             actual=str(len(body)),
             hint="The file was changed or truncated after it was published; do not use it.",
@@ -315,8 +316,8 @@ def _check_pins(url: str, body: bytes, size: int | None, sha256: str | None) -> 
         actual = hashlib.sha256(body).hexdigest()
         if actual != sha256.lower():
             raise IntegrityError(
-                f"{url}: sha256 mismatch (expected {sha256}, got {actual})",
-                subject=url,
+                f"{shown_url(url)}: sha256 mismatch (expected {sha256}, got {actual})",
+                subject=shown_url(url),
                 expected=sha256,
                 actual=actual,
                 hint="The file was tampered with or replaced; do not use it.",
@@ -325,8 +326,8 @@ def _check_pins(url: str, body: bytes, size: int | None, sha256: str | None) -> 
 
 def _too_big(url: str, cap: int) -> IntegrityError:
     return IntegrityError(
-        f"{url}: the body is larger than the {cap} bytes allowed",
-        subject=url,
+        f"{shown_url(url)}: the body is larger than the {cap} bytes allowed",
+        subject=shown_url(url),
         expected=f"at most {cap} bytes",
         actual=f"more than {cap} bytes",
         hint="The server sent more than was pinned or allowed (an endless-data attack, or "
@@ -345,7 +346,7 @@ def _fetch_file(url: str, cap: int, error: type[PlugmarketError]) -> Fetched:
             body = f.read(cap + 1)
     except OSError as exc:
         raise error(
-            f"{url}: cannot read the file: {exc.strerror or exc}",
+            f"{shown_url(url)}: cannot read the file: {exc.strerror or exc}",
             hint="Check that the path exists and is readable.",
         ) from exc
     if len(body) > cap:
@@ -388,7 +389,7 @@ def _fetch_http(
                         target = str(request.url.join(r.headers["location"]))
                         if not origin_allowed(target, allowed, start):
                             raise error(
-                                f"{start}: refused a redirect to {target} "
+                                f"{shown_url(start)}: refused a redirect to {shown_url(target)} "
                                 f"(origin {origin_of(target)} is not allowed)",
                                 hint="Redirects may only lead to allowed origins.",
                             )
@@ -399,7 +400,7 @@ def _fetch_http(
                         continue
                     if r.status_code != 200:
                         raise error(
-                            f"{url}: the server answered HTTP {r.status_code}",
+                            f"{shown_url(url)}: the server answered HTTP {r.status_code}",
                             hint="Check the URL; the server may be down or the file missing.",
                         )
                     declared = r.headers.get("content-length")
@@ -418,7 +419,7 @@ def _fetch_http(
                             raise _too_big(url, cap)
                         if time.monotonic() > ends:
                             raise error(
-                                f"{url}: the download took longer than {deadline:g} s",
+                                f"{shown_url(url)}: the download took longer than {deadline:g} s",
                                 hint="The server is too slow or trickling data; try later.",
                             )
                         chunks.append(chunk)
@@ -427,15 +428,17 @@ def _fetch_http(
                     return Fetched(str(request.url), 200, b"".join(chunks), _lower(r.headers))
             except httpx.TimeoutException as exc:
                 raise error(
-                    f"{url}: the server did not answer in time ({type(exc).__name__})",
+                    f"{shown_url(url)}: the server did not answer in time ({type(exc).__name__})",
                     hint="Check your connection or try later.",
                 ) from exc
             except httpx.HTTPError as exc:
                 raise error(
-                    f"{url}: the download failed: {exc}",
+                    f"{shown_url(url)}: the download failed: {exc}",
                     hint="Check your connection and the URL, then try again.",
                 ) from exc
-        raise error(f"{start}: more than {_MAX_REDIRECTS} redirects", hint="Fix the URL.")
+        raise error(
+            f"{shown_url(start)}: more than {_MAX_REDIRECTS} redirects", hint="Fix the URL."
+        )
     finally:
         if own:
             session.close()

@@ -26,7 +26,7 @@ from plugmarket._internal.fetch import origin_of
 from plugmarket._internal.http_cache import DiskCache, cache_folder
 from plugmarket._internal.registry_format import INDEX_FILE, SIGNATURE_FILE
 from plugmarket.errors import RegistryError
-from plugmarket.settings import RegistryConfig
+from plugmarket.settings import RegistryConfig, shown_url
 
 __all__ = ["Source", "resolve_artifact", "resolve_detail"]
 
@@ -37,7 +37,8 @@ class Source:
 
     Attributes:
         config: The registry as configured.
-        key: The normalised location (base URL or absolute folder path).
+        key: The normalised location (base URL without credentials, or absolute
+            folder path): what the cache and the trusted version are kept under.
         local: True for a folder (or ``file://``) registry, read without a network.
         base: The base URL ending in ``/``, or the folder's path.
         origin: ``scheme://host[:port]`` of a remote registry; ``""`` for a folder.
@@ -85,7 +86,8 @@ class Source:
             if not path.endswith("/"):
                 path += "/"
             base = urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
-            return cls(config, base, False, base, origin_of(base), _cache(home, base))
+            key = shown_url(base)  # the cache and the trusted version outlive a new token
+            return cls(config, key, False, base, origin_of(base), _cache(home, key))
         if scheme == "file":
             if parts.netloc not in ("", "localhost"):
                 raise _bad_location(config, "a file URL must not name a host")
@@ -107,7 +109,7 @@ def _cache(home: Path, key: str) -> DiskCache:
 
 def _bad_location(config: RegistryConfig, why: str) -> RegistryError:
     return RegistryError(
-        f"registry {config.label!r}: cannot use {config.url!r}: {why}",
+        f"registry {config.label!r}: cannot use {shown_url(config.url)!r}: {why}",
         registry=config.label,
         hint="Use an https URL, an http URL, a file:// URL or a folder path.",
     )
@@ -169,7 +171,7 @@ def resolve_artifact(
     )
     if origin_of(url) not in permitted:
         raise RegistryError(
-            f"registry {source.label!r}: the artifact URL {url} is on the origin "
+            f"registry {source.label!r}: the artifact URL {shown_url(url)} is on the origin "
             f"{origin_of(url)}, which is neither the registry's nor in allowed_origins "
             f"({', '.join(permitted) or 'none'})",
             registry=source.label,

@@ -39,7 +39,7 @@ from plugmarket.errors import (
     RegistryError,
     SignatureError,
 )
-from plugmarket.settings import Settings
+from plugmarket.settings import Settings, shown_url
 
 __all__ = ["RegistryState", "Snapshot", "labelled"]
 
@@ -158,7 +158,7 @@ class RegistryState:
                 lambda: self.source.cache.put(
                     INDEX_FILE,
                     got.body,
-                    url=got.url,
+                    url=shown_url(got.url),
                     fetched=t,
                     etag=got.etag,
                     last_modified=got.last_modified,
