@@ -47,7 +47,7 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
 from plugmarket.errors import PlugmarketError
-from plugmarket.settings import RegistryConfig, Settings, _demo_registry, from_env
+from plugmarket.settings import RegistryConfig, Settings, _demo_registry, from_env, shown_url
 
 __all__ = ["ISOLATION_MODES", "Plugmarket", "discovered_config", "load_settings"]
 
@@ -177,13 +177,22 @@ class Plugmarket(Configurable):
                         f"{where}.trusted_keys[{j}] is {key!r}; expected a base64 public key "
                         "or the path of a .pub file"
                     )
-            label = entry.get("name") or entry["url"]
+            label = entry.get("name") or shown_url(entry["url"])
             if label in seen:
                 raise TraitError(
                     f"{where} repeats registry {label!r} (also registries[{seen[label]}]); "
                     "give each registry its own name"
                 )
             seen[label] = i
+            # Two entries for one registry (its URL told apart only by credentials, or
+            # under two names) would share one cache and one trusted index version.
+            location = "url " + shown_url(entry["url"]).rstrip("/")
+            if location in seen:
+                raise TraitError(
+                    f"{where} names the registry at {location[4:]!r} again (also "
+                    f"registries[{seen[location]}]); list each registry once"
+                )
+            seen[location] = i
         return list(value)
 
     @validate("cache_ttl")
@@ -398,13 +407,14 @@ def _running_shell() -> Any:
 
 
 def _check_registry_url(where: str, url: object) -> None:
+    shown = shown_url(url) if isinstance(url, str) else url
     if not isinstance(url, str) or not url.strip() or _CONTROL.search(url):
         raise TraitError(
-            f"{where}.url is {url!r}; expected a registry URL (https://...) or a folder path"
+            f"{where}.url is {shown!r}; expected a registry URL (https://...) or a folder path"
         )
     if "://" in url and urlsplit(url).scheme not in ("https", "http", "file"):
         raise TraitError(
-            f"{where}.url is {url!r}; expected an https, http or file URL, or a folder path"
+            f"{where}.url is {shown!r}; expected an https, http or file URL, or a folder path"
         )
 
 
@@ -446,7 +456,7 @@ class SettingsView(dict[str, Any]):
 
 def _shown(value: Any) -> str:
     if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-        return ", ".join(getattr(v, "url", str(v)) for v in value)
+        return ", ".join(shown_url(getattr(v, "url", str(v))) for v in value)
     if isinstance(value, tuple):
         return ", ".join(map(str, value)) or "(none)"
     return str(value)
@@ -526,7 +536,8 @@ def _runtime_registry(settings: Settings, text: str) -> RegistryConfig:
         ) from None
     for known in (*settings.registries, *_configured_registries(), _demo_registry()):
         if _same_registry(known.url, text):
-            return known
+            # Shown without its credentials, a registry typed back keeps them; new ones win.
+            return known if shown_url(text) == text else dataclasses.replace(known, url=text)
     keys = os.environ.get("PLUGMARKET_TRUSTED_KEYS", "")
     return RegistryConfig(
         url=text, trusted_keys=tuple(k.strip() for k in keys.split(",") if k.strip())
@@ -555,7 +566,8 @@ def _registry_configs(registries: list[dict[str, Any]]) -> tuple[RegistryConfig,
 
 
 def _same_registry(a: str, b: str) -> bool:
-    """Whether two registry URLs or folders name the same registry."""
+    """Whether two registry URLs or folders name the same registry (credentials aside)."""
+    a, b = shown_url(a), shown_url(b)
     a, b = (_local_path(a) or a, _local_path(b) or b)
     if "://" in a or "://" in b:
         return a.rstrip("/") == b.rstrip("/")

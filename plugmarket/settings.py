@@ -52,7 +52,11 @@ def shown_url(url: str) -> str:
     """``url`` without the user name and password it may carry
     (``https://user:token@host/r/`` -> ``https://host/r/``): what messages, records
     and cache keys name, so a registry's token is sent to its server and nowhere else."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (a user or password holding a raw "/" reads as a bad port)
+    except ValueError:  # not readable as a URL: show nothing of what may be a secret
+        return f"{url.partition('://')[0]}://(a URL that cannot be read)"
     if "@" not in parts.netloc:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
@@ -82,9 +86,19 @@ class RegistryConfig:
     trusted_keys: tuple[str, ...] = ()
     priority: int = 0
 
+    def __repr__(self) -> str:  # without the credentials the URL may carry
+        return (
+            f"RegistryConfig(url={shown_url(self.url)!r}, name={self.name!r}, "
+            f"trusted_keys={self.trusted_keys!r}, priority={self.priority!r})"
+        )
+
     @property
     def label(self) -> str:
         return self.name or shown_url(self.url)
+
+    def shown(self) -> RegistryConfig:
+        """This registry with its URL as :func:`shown_url` gives it (for display)."""
+        return replace(self, url=shown_url(self.url))
 
 
 def _demo_registry() -> RegistryConfig:

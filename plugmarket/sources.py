@@ -140,13 +140,13 @@ class Source:
         if urllib.parse.urlsplit(url).scheme not in ("https", "http", "file"):
             raise SourceError(
                 f"{shown_url(url)}: not an https, http or file URL",
-                source=url,
+                source=shown_url(url),
                 hint="Give a full URL such as https://example.com/plugin.whl.",
             )
         if sha256 is not None and not _SHA256.match(sha256):
             raise SourceError(
                 f"{shown_url(url)}: the pin {sha256!r} is not a sha256 (64 hexadecimal digits)",
-                source=url,
+                source=shown_url(url),
                 hint="Copy the sha256 the publisher gives, or leave the pin out.",
             )
         return cls("url", url, sha256=sha256.lower() if sha256 else None)
@@ -186,20 +186,21 @@ class Source:
             )
         if urllib.parse.urlsplit(index_url).scheme not in ("https", "http", "file"):
             raise SourceError(
-                f"{index_url}: not an https, http or file URL of a simple index",
-                source=index_url,
+                f"{shown_url(index_url)}: not an https, http or file URL of a simple index",
+                source=shown_url(index_url),
                 hint="Give the index's simple URL, such as https://pypi.example.com/simple/.",
             )
         return cls("index", requirement, index_url=index_url)
 
     @functools.cached_property
     def origin(self) -> str:
-        """Where the plugin comes from, as recorded in :attr:`PluginFiles.origin`."""
+        """Where the plugin comes from, as recorded in :attr:`PluginFiles.origin`
+        (a URL without the credentials it may carry)."""
         if self.kind == "local":
             return Path(self.target).as_uri()
         if self.kind == "index":
-            return f"index:{self.target}@{self.index_url}"
-        return self.target
+            return f"index:{self.target}@{shown_url(self.index_url)}"
+        return shown_url(self.target)
 
     def materialize(self, settings: Settings, *, client: httpx.Client | None = None) -> PluginFiles:
         """Put the plugin on disk (or find it there) and read its manifest.
@@ -235,7 +236,7 @@ class Source:
                 expected_sha256=self.sha256,
             ).body
             name = urllib.parse.unquote(urllib.parse.urlsplit(self.target).path.rsplit("/")[-1])
-            return _artifact(body, name, self.target, self.origin, settings)
+            return _artifact(body, name, shown_url(self.target), self.origin, settings)
         from plugmarket._internal.simpleindex import find_wheel
 
         found = find_wheel(self.target, self.index_url, settings, client)
@@ -247,7 +248,7 @@ class Source:
             allowed_origins=found.allowed_origins,
             expected_sha256=found.sha256,
         ).body
-        return _artifact(body, found.filename, found.url, self.origin, settings)
+        return _artifact(body, found.filename, shown_url(found.url), self.origin, settings)
 
 
 # --- local sources ----------------------------------------------------------------

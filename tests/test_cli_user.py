@@ -170,3 +170,15 @@ def test_a_terminal_is_asked_and_the_plan_it_saw_is_applied(tmp_path: Path) -> N
     code, shown = _at_a_terminal(tmp_path / "home", "y", "install", "csv-preview")
     assert code == 0, shown
     assert "csv-preview" in ok(tmp_path / "home", "list")
+
+
+def test_config_shows_a_registry_url_without_its_token(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    (config / "ipython" / "profile_default").mkdir(parents=True)
+    (config / "ipython" / "profile_default" / "ipython_config.py").write_text(
+        'c.Plugmarket.registries = [{"url": "https://team:s3cr3t@plugins.example.org/r/"}]\n'
+    )
+    for args in (("config", "--json"), ("config",)):
+        out = plugmarket(tmp_path / "home", *args, config=config)
+        assert out.returncode == 0, out.stderr
+        assert "s3cr3t" not in out.stdout and "https://plugins.example.org/r/" in out.stdout

@@ -249,3 +249,25 @@ def test_import_plugmarket_does_not_import_config() -> None:
 def test_in_a_kernel_the_shells_own_config_is_used(shell: Any, home: Path) -> None:
     shell.config.Plugmarket.cache_ttl = 600.0  # as ipython_config.py would set it
     assert load_settings().cache_ttl == 600
+
+
+def test_one_registry_listed_twice_with_other_credentials_is_refused(home: Path) -> None:
+    cfg = Config()
+    cfg.Plugmarket.registries = [
+        {"url": "https://old:t0k@plugins.example.org/r/", "name": "a"},
+        {"url": "https://plugins.example.org/r", "name": "b"},
+    ]
+    with pytest.raises(TraitError, match="list each registry once") as refused:
+        Plugmarket(config=cfg)
+    assert "t0k" not in str(refused.value)
+
+
+def test_a_registry_url_that_cannot_be_read_is_refused_without_echoing_it(home: Path) -> None:
+    from plugmarket.errors import RegistryError
+    from plugmarket.registry import RegistryClient
+
+    bad = RegistryConfig("https://team:ab/cd@plugins.example.org/", name="private")
+    assert "ab/cd" not in repr(bad)
+    with pytest.raises(RegistryError, match="percent-encoded") as refused:
+        RegistryClient(Settings(home=home, registries=(bad,)))
+    assert "ab/cd" not in str(refused.value) and "private" in str(refused.value)

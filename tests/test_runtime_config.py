@@ -148,3 +148,14 @@ def test_the_terminal_shows_the_settings_as_the_kernel_does(home: Path) -> None:
     assert done.stdout == f"{expected!r}\n"
     assert "cache_ttl" in done.stdout and "42.0" in done.stdout
     assert f"\nregistries           {demo_registry_path()}\n" in done.stdout
+
+
+def test_a_registry_typed_back_as_shown_keeps_its_credentials(home: Path) -> None:
+    private = RegistryConfig("https://team:s3cr3t@plugins.example.org/r/", trusted_keys=("K",))
+    settings = Settings(registries=(private,))
+    assert "s3cr3t" not in repr(settings) and "s3cr3t" not in private.label
+    (same,) = change_setting(settings, "registry", "https://plugins.example.org/r/").registries
+    assert same == private  # the token and the keys stay
+    new_token = "https://team:n3w@plugins.example.org/r/"
+    (renewed,) = change_setting(settings, "registry", new_token).registries
+    assert (renewed.url, renewed.trusted_keys) == (new_token, ("K",))

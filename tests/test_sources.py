@@ -7,6 +7,7 @@ serving files (wheels built here, and one published wheel) from tmp_path.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -539,3 +540,25 @@ def test_a_hostile_artifact_writes_nothing_into_the_callers_folder(
     assert list(dest.iterdir()) == [] and not (tmp_path / "evil.py").exists()
     with pytest.raises(SourceError, match=r"does not end in \.py, \.zip or \.whl"):
         unpack_artifact(data, "slip.tar", dest, settings)
+
+
+def test_an_index_token_is_sent_to_the_index_and_recorded_nowhere(
+    tmp_path: Path, settings: Settings, http_server: Server
+) -> None:
+    server, index = publish(tmp_path, http_server, greeter_links(tmp_path, ["1.0"]), fmt="html")
+    with_token = index.replace("http://", "http://team:s3cr3t@")
+    files = Source.index("greeter", with_token).materialize(settings)
+    assert files.origin == f"index:greeter@{index}"  # without the token
+    token = "Basic " + base64.b64encode(b"team:s3cr3t").decode()
+    sent = [h.get("Authorization") for _, p, h in server.requests]
+    assert sent and all(value == token for value in sent)  # the page and the wheel
+
+
+def test_an_index_token_stays_out_of_the_message_when_nothing_matches(
+    tmp_path: Path, settings: Settings, http_server: Server
+) -> None:
+    _, index = publish(tmp_path, http_server, greeter_links(tmp_path, ["1.0"]), fmt="html")
+    with_token = index.replace("http://", "http://team:s3cr3t@")
+    with pytest.raises(SourceError) as refused:
+        Source.index("greeter>=5", with_token).materialize(settings)
+    assert "s3cr3t" not in str(refused.value) and index in str(refused.value)

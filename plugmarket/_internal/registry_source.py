@@ -75,7 +75,15 @@ class Source:
             RegistryError: the URL's scheme is not https, http or file, or it has no host.
         """
         url = config.url.strip()
-        parts = urllib.parse.urlsplit(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018  (read now: a bad one raises)
+        except ValueError:
+            raise _bad_location(
+                config,
+                "it cannot be read as a URL (a user name or password holding / ? # @ or : "
+                "must be percent-encoded)",
+            ) from None
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
             if not parts.hostname:
@@ -143,7 +151,7 @@ def resolve_detail(source: Source, ref: str) -> str:
     if source.local or origin_of(url) != source.origin:
         raise RegistryError(
             f"registry {source.label!r}: the detail file {ref!r} is not on the registry "
-            f"({source.base})",
+            f"({source.key})",
             registry=source.label,
             file=ref,
             hint="Tell the registry's maintainer; detail files must be served by the registry.",

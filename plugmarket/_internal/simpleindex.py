@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 
 from plugmarket._internal.fetch import fetch, origin_of
 from plugmarket.errors import IntegrityError, SourceError
+from plugmarket.settings import shown_url
 
 if TYPE_CHECKING:
     import httpx
@@ -93,23 +94,23 @@ def find_wheel(
         headers={"Accept": ACCEPT},
     )
     files = parse_project_page(page.body, page.headers.get("content-type", ""), page.url)
-    chosen, version = choose_wheel(files, req, page.url)
+    chosen, version = choose_wheel(files, req, shown_url(page.url))
     page_scheme = urllib.parse.urlsplit(page.url).scheme
     if page_scheme != "file" and urllib.parse.urlsplit(chosen.url).scheme not in (
         "http",
         "https",
     ):
         raise SourceError(
-            f"{page.url}: the index points {chosen.filename} at {chosen.url}, "
-            "which is not an http(s) URL",
-            source=page.url,
+            f"{shown_url(page.url)}: the index points {chosen.filename} at "
+            f"{shown_url(chosen.url)}, which is not an http(s) URL",
+            source=shown_url(page.url),
             hint="An index on the network may only link to files on the network.",
         )
     if chosen.sha256 is None:
         raise IntegrityError(
-            f"{chosen.url}: the index gives no sha256 for {chosen.filename}, so it cannot be "
-            "checked",
-            subject=chosen.url,
+            f"{shown_url(chosen.url)}: the index gives no sha256 for {chosen.filename}, so it "
+            "cannot be checked",
+            subject=shown_url(chosen.url),
             expected="a sha256 from the index",
             actual="none",
             hint="Ask the index's admin to publish hashes (PEP 503 #sha256= or PEP 691 hashes).",
@@ -208,8 +209,8 @@ def _split_hash(url: str, page_url: str) -> tuple[str, str | None]:
 def _parse_json(body: bytes, page_url: str) -> list[IndexFile]:
     def bad(what: str) -> SourceError:
         return SourceError(
-            f"{page_url}: not a PEP 691 project page ({what})",
-            source=page_url,
+            f"{shown_url(page_url)}: not a PEP 691 project page ({what})",
+            source=shown_url(page_url),
             hint="Check that the index URL is a simple index, such as https://host/simple/.",
         )
 
