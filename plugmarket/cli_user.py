@@ -223,10 +223,7 @@ def _config(args: argparse.Namespace) -> int:
     from plugmarket.config import describe_settings
 
     settings = _market(args).settings
-    if args.json:  # registries without the credentials their URLs may carry
-        shown = settings.replace(registries=tuple(r.shown() for r in settings.registries))
-        return _show(args, shown)
-    return _show(args, describe_settings(settings))
+    return _show(args, settings.shown() if args.json else describe_settings(settings))
 
 
 # --- arguments ---------------------------------------------------------------------------

@@ -456,7 +456,7 @@ class SettingsView(dict[str, Any]):
 
 def _shown(value: Any) -> str:
     if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-        return ", ".join(shown_url(getattr(v, "url", str(v))) for v in value)
+        return ", ".join(getattr(v, "url", str(v)) for v in value)
     if isinstance(value, tuple):
         return ", ".join(map(str, value)) or "(none)"
     return str(value)
@@ -468,7 +468,8 @@ def describe_settings(settings: Settings, only: str | None = None) -> SettingsVi
     Raises:
         PlugmarketError: ``only`` names no setting.
     """
-    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    shown = settings.shown()
+    values = {f.name: getattr(shown, f.name) for f in dataclasses.fields(shown)}
     if only is None:
         return SettingsView(sorted(values.items()))
     if only == "registry":

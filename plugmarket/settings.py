@@ -137,6 +137,11 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def shown(self) -> Settings:
+        """These settings as shown to a user (``config``): registry URLs without
+        the credentials they may carry."""
+        return replace(self, registries=tuple(r.shown() for r in self.registries))
+
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
