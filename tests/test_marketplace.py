@@ -293,7 +293,7 @@ def test_a_lockfile_keeps_which_plugins_came_as_dependencies(
 def test_statistics_that_cannot_be_written_do_not_fail_a_committed_install(
     home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (home / "stats.json").mkdir()  # where the statistics go cannot be written
+    (home / "stats.log").mkdir()  # where the statistics go cannot be written
     market = Marketplace(home, live=False)
     plan = market.install("units", yes=True)
     assert plan.item("units") is not None

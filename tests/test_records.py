@@ -344,7 +344,7 @@ def test_invalid_events_are_refused(
 ) -> None:
     with pytest.raises(PlugmarketError, match=message):
         Stats(home).record(plugin_id, event, seconds)  # type: ignore[arg-type]
-    assert not (home / "stats.json").exists()
+    assert not (home / "stats.json").exists() and not (home / "stats.log").exists()
 
 
 def test_one_transaction_counts_every_plugin_in_one_write(home: Path) -> None:
@@ -382,15 +382,17 @@ def test_a_transaction_and_the_loads_after_it_count_in_one_write_each_with_its_t
 def test_a_batch_with_one_invalid_event_counts_nothing(home: Path) -> None:
     stats = Stats(home)
     stats.record("kept", "install")
-    before = (home / "stats.json").read_bytes()
+    before = (home / "stats.log").read_bytes()
     with pytest.raises(PlugmarketError, match="event 'explode'"):
         stats.record_many([("fine", "install"), ("kept", "explode")])
-    assert (home / "stats.json").read_bytes() == before
+    assert (home / "stats.log").read_bytes() == before
 
 
 STATS_WORKER = """
+from plugmarket._internal import stats as stats_module
 from plugmarket._internal.records import Stats
 home, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+stats_module.COMPACT_AT = int(sys.argv[4])
 stats = Stats(home)
 for i in range(count):
     stats.record("shared", "load", seconds=0.25)
@@ -398,8 +400,14 @@ for i in range(count):
 """
 
 
-def test_concurrent_records_add_up_exactly(home: Path) -> None:
-    run_together(STATS_WORKER, [(str(home), str(w), str(EACH)) for w in range(WORKERS)])
+@pytest.mark.parametrize("fold_at", [1 << 30, 4000], ids=["no-fold", "folding"])
+def test_concurrent_records_add_up_exactly(home: Path, fold_at: int) -> None:
+    run_together(
+        STATS_WORKER, [(str(home), str(w), str(EACH), str(fold_at)) for w in range(WORKERS)]
+    )
+    if fold_at < (1 << 30):  # the log was folded into the table, several times over
+        assert (home / "stats.log").stat().st_size <= fold_at + 200
+        assert json.loads((home / "stats.json").read_bytes())["log"]["upto"] > 0
     stats = Stats(home)
     shared = stats.get("shared")
     assert shared.loads == WORKERS * EACH
@@ -407,7 +415,83 @@ def test_concurrent_records_add_up_exactly(home: Path) -> None:
     assert shared.load_time.total == 0.25 * WORKERS * EACH  # exact: quarters add exactly
     for w in range(WORKERS):
         assert stats.get(f"own-{w}").installs == EACH
-    assert not list(home.glob(".stats.json.tmp-*"))
+    assert not list(home.glob(".stats.*.tmp-*"))
+
+
+def test_a_long_log_is_folded_into_the_table_and_counts_stay_exact(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal import stats as stats_module
+
+    monkeypatch.setattr(stats_module, "COMPACT_AT", 600)
+    stats = Stats(home)
+    for i in range(40):
+        stats.record_each([("app", "load", 0.5), (f"p{i % 3}", "install", None)])
+    log = (home / "stats.log").read_bytes()
+    assert len(log) <= 600 + 200 and log.count(b"\n") < 10  # started again after each fold
+    assert json.loads((home / "stats.json").read_bytes())["plugins"]["app"]["loads"] > 30
+    got = Stats(home).get()
+    assert got["app"].loads == 40 and got["app"].load_time.total == 20.0
+    assert [got[f"p{k}"].installs for k in range(3)] == [14, 13, 13]
+
+
+def test_a_fold_cut_short_between_its_two_writes_counts_nothing_twice(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal import recordfile
+    from plugmarket._internal import stats as stats_module
+
+    stats = Stats(home)
+    for _ in range(5):
+        stats.record("app", "load", 0.25)
+    monkeypatch.setattr(stats_module, "COMPACT_AT", 100)
+    real = recordfile.write_atomic
+    writes: list[Path] = []
+
+    def die_before_the_new_log(path: Path, data: bytes, *, fsync: bool) -> None:
+        writes.append(path)
+        if path.name == "stats.log":  # the table is written; the process dies here
+            raise PlugmarketError("killed")
+        real(path, data, fsync=fsync)
+
+    monkeypatch.setattr(recordfile, "write_atomic", die_before_the_new_log)
+    with pytest.raises(PlugmarketError, match="killed"):
+        stats.record("app", "load", 0.25)
+    assert [p.name for p in writes] == ["stats.json", "stats.log"]
+    table = json.loads((home / "stats.json").read_bytes())
+    assert table["plugins"]["app"]["loads"] == 6  # the whole old log is in the table...
+    assert (home / "stats.log").stat().st_size == table["log"]["upto"]  # ...and still there
+    assert Stats(home).get("app").loads == 6  # counted once
+    monkeypatch.setattr(recordfile, "write_atomic", real)
+    assert stats.record("app", "load", 0.25).loads == 7  # the next write folds again
+    assert Stats(home).get("app").load_time.total == 7 * 0.25
+
+
+def test_a_log_line_cut_short_is_skipped_and_the_next_write_is_kept(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stats = Stats(home)
+    stats.record("app", "install")
+    with open(home / "stats.log", "ab") as f:
+        f.write(b'{"at":"2026-01-01T00:00:00+00:00","events":[["app","lo')  # killed mid-write
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        assert stats.record("app", "load", 0.5).loads == 1
+    assert "skipped 1 damaged line" in caplog.text
+    assert Stats(home).get("app").installs == 1
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x00\x00\x00", b'{"v": 9, "log": "x"}\n'])
+def test_a_log_whose_first_line_is_damaged_is_moved_aside(
+    home: Path, damage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    (home / "stats.log").write_bytes(damage + b'{"at":"2026-01-01T00:00:00+00:00","events":[]}\n')
+    stats = Stats(home)
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        assert stats.get() == {}
+        assert "stats.log is damaged" in caplog.text
+        assert stats.record("app", "install").installs == 1
+    assert (home / "stats.log.damaged").read_bytes().startswith(damage)
+    assert Stats(home).get("app").installs == 1
 
 
 @pytest.mark.parametrize(
@@ -435,14 +519,15 @@ def test_damaged_stats_file_is_rebuilt_from_nothing(
     assert after.installs == 1
     assert "started it again" in caplog.text
     assert (home / "stats.json.damaged").read_bytes() == damage  # kept for a look
-    assert json.loads(path.read_bytes())["plugins"]["a"]["installs"] == 1
+    assert not path.exists() and Stats(home).get("a").installs == 1
 
 
-def test_temp_file_a_crashed_writer_left_is_removed(home: Path) -> None:
-    leftover = home / ".stats.json.tmp-crashed"
-    leftover.write_text('{"half": ')
+def test_temp_files_a_crashed_writer_left_are_removed(home: Path) -> None:
+    leftovers = [home / ".stats.json.tmp-crashed", home / ".stats.log.tmp-crashed"]
+    for leftover in leftovers:
+        leftover.write_text('{"half": ')
     Stats(home).record("a", "load")
-    assert not leftover.exists()
+    assert not any(leftover.exists() for leftover in leftovers)
     assert Stats(home).get("a").loads == 1
 
 

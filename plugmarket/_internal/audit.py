@@ -4,9 +4,11 @@
 first. Invariants:
 
 - Lines are only ever appended, never rewritten or removed.
-- Each append holds the lock file ``audit.log.lock`` (a
-  :class:`filelock.FileLock`) and writes its whole line in one append, so
-  lines from several processes never interleave, on a local disk or NFS.
+- Each append holds the home's records lock ``records.lock`` (a
+  :class:`filelock.FileLock`, shared with the statistics' log so that an
+  operation writes both under one acquisition) and writes its whole line in
+  one append, so lines from several processes never interleave, on a local
+  disk or NFS.
 - A line cut short by a crash is never glued to the next entry: an append
   that finds the file not ending in a newline ends the broken line first.
 - Readers take no lock and never fail on a damaged line: it is skipped and
@@ -28,7 +30,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from plugmarket._internal.recordfile import SHAPE_ERRORS, loads, locked, record_error
+from plugmarket._internal.recordfile import (
+    SHAPE_ERRORS,
+    append_line,
+    loads,
+    locked_records,
+    record_error,
+)
 from plugmarket.errors import CapabilityDenied, PlugmarketError
 from plugmarket.results import AuditEntries, AuditEntry, Denial, PluginChange
 
@@ -82,16 +90,19 @@ class AuditLog:
         Raises:
             PlugmarketError: the log cannot be written.
         """
-        obj = {"v": LINE_FORMAT, **entry.to_json()}
-        line = _dumps(obj)
-        with locked(self.path):
-            try:
-                with open(self.path, "a+b", buffering=0) as f:
-                    if _ends_unfinished(f):
-                        line = b"\n" + line  # end a line a crash cut short
-                    _write_all(f, line)
-            except OSError as exc:
-                raise record_error(self.path, "write", exc) from exc
+        with locked_records(self.path.parent):
+            self.append_locked(entry)
+
+    def append_locked(self, entry: AuditEntry) -> None:
+        """:meth:`append`, with the home's records lock already held by the caller.
+
+        Raises:
+            PlugmarketError: the log cannot be written.
+        """
+        try:
+            append_line(self.path, _dumps({"v": LINE_FORMAT, **entry.to_json()}))
+        except OSError as exc:
+            raise record_error(self.path, "write", exc) from exc
 
     def denial(self, denied: CapabilityDenied, *, surface: str = "api") -> AuditEntry:
         """Record a capability denial. Never raises: a log that cannot be written is
@@ -179,21 +190,6 @@ class AuditLog:
 def _dumps(obj: dict[str, Any]) -> bytes:
     # ASCII only: no byte of a line is ever a newline but the last.
     return (json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
-
-
-def _ends_unfinished(f: IO[bytes]) -> bool:
-    size = f.seek(0, os.SEEK_END)
-    if size == 0:
-        return False
-    f.seek(size - 1)
-    return f.read(1) != b"\n"
-
-
-def _write_all(f: IO[bytes], data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = f.write(view)
-        view = view[written or 0 :]
 
 
 def _lines_backwards(f: IO[bytes]) -> Iterator[bytes]:

@@ -15,6 +15,10 @@ Invariants:
 - Statistics are a convenience: failing to write them, after a committed
   operation, is logged as a warning on the ``plugmarket`` logger, never
   reported as the operation's failure.
+- What an operation counts is written when it ends, with its audit line,
+  under one acquisition of the home's records lock (two appends); what is
+  counted outside an operation (a kernel following the current generation)
+  is written at once.
 """
 
 from __future__ import annotations
@@ -45,31 +49,42 @@ class Bookkeeping:
         self.home = home
         self.surface = surface
         self.changed: list[PlanItem] = []  # what the operation under way changed, for the audit
+        # The statistics of the operation under way, written with its audit line
+        # (None: no operation, each is written at once).
+        self._counted: list[tuple[str, str, float | None]] | None = None
 
     @contextmanager
     def operation(
         self, operation: str, subject: str, generation: Callable[[], int | None]
     ) -> Iterator[None]:
         """Record the operation in the audit log, whether it succeeds or fails, with the
-        plugins it changed (versions, grants) and the generation it left current.
+        plugins it changed (versions, grants) and the generation it left current; and
+        the statistics it counted, in the same write (one lock, two appends).
 
         Args:
             operation: The verb (``"install"``, ``"rollback"``...).
             subject: What it was asked for (a plugin id, ``"all"``, a path).
             generation: Gives the current generation's number after success, if known.
         """
-        outer, self.changed = self.changed, []  # an operation may run others (apply_lock)
+        # An operation may run others (apply_lock): each writes its own records.
+        outer, self.changed = self.changed, []
+        outer_counted, self._counted = self._counted, []
+        entry = None
         try:
             try:
                 yield
             except ConsentRequired:
                 raise  # nothing happened yet: the surface asks and calls again
             except PlugmarketError as exc:
-                self.audit(operation, subject, f"error: {exc.message}")
+                entry = self._entry(operation, subject, f"error: {exc.message}")
                 raise
-            self.audit(operation, subject, "ok", changed=self.changed, generation=generation())
+            entry = self._entry(
+                operation, subject, "ok", changed=self.changed, generation=generation()
+            )
         finally:
+            counted, self._counted = self._counted, outer_counted
             self.changed = outer + self.changed  # the enclosing operation changed them too
+            self._write(entry, counted)
 
     def audit(
         self,
@@ -82,23 +97,11 @@ class Bookkeeping:
         note: str = "",
     ) -> None:
         """Append one operation, with the plugins it changed, to the audit log."""
-        from plugmarket._internal.records import AuditLog
-        from plugmarket.results import PluginChange
-
-        plugins = [
-            PluginChange(i.id, i.old_version, i.new_version, i.grants if i.new_version else ())
-            for i in changed
-        ]
-        AuditLog(self.home).append(
-            AuditLog.entry(
-                operation,
-                subject,
-                result,
-                surface=self.surface,
-                plugins=plugins,
-                generation=generation,
-                note=note,
-            )
+        self._write(
+            self._entry(
+                operation, subject, result, changed=changed, generation=generation, note=note
+            ),
+            (),
         )
 
     def denial(self, denial: Any) -> None:
@@ -135,36 +138,82 @@ class Bookkeeping:
 
     def loads(self, plugin_ids: Iterable[str]) -> None:
         """Count a load, with its time, for each of these plugins now live here."""
-        with _only_warn("load statistics"):
-            self._write_loads(plugin_ids)
-
-    def transaction(self, plan: Plan, seconds: float) -> None:
-        """Count the transaction, and the loads it made live here, in one write."""
-        with _only_warn("statistics"):
-            self._write_transaction(plan, seconds)
-
-    def _write_loads(self, plugin_ids: Iterable[str]) -> None:
         from plugmarket import loader
-        from plugmarket._internal.records import Stats
 
         live = loader.loaded()
-        Stats(self.home).record_each(
-            (pid, "load", live[pid].load_seconds) for pid in plugin_ids if pid in live
-        )
+        self._count([(pid, "load", live[pid].load_seconds) for pid in plugin_ids if pid in live])
 
-    def _write_transaction(self, plan: Plan, seconds: float) -> None:
+    def transaction(self, plan: Plan, seconds: float) -> None:
+        """Count the transaction, and the loads it made live here (written with the
+        operation's audit line)."""
         from plugmarket import loader
-        from plugmarket._internal.records import Stats
 
         events = {"add": "install", "change": "update", "remove": "uninstall"}
         live = loader.loaded()
+        each: list[tuple[str, str, float | None]]
         each = [(item.id, events[item.action], seconds) for item in plan.items]
         each += [
             (item.id, "load", live[item.id].load_seconds)
             for item in plan.items
             if item.action != "remove" and item.id in live
         ]
-        Stats(self.home).record_each(each)
+        self._count(each)
+
+    def _count(self, events: list[tuple[str, str, float | None]]) -> None:
+        if self._counted is not None:
+            self._counted += events
+        elif events:
+            self._write(None, events)
+
+    def _entry(
+        self,
+        operation: str,
+        subject: str,
+        result: str,
+        *,
+        changed: Sequence[PlanItem] = (),
+        generation: int | None = None,
+        note: str = "",
+    ) -> Any:
+        from plugmarket._internal.records import AuditLog
+        from plugmarket.results import PluginChange
+
+        plugins = [
+            PluginChange(i.id, i.old_version, i.new_version, i.grants if i.new_version else ())
+            for i in changed
+        ]
+        return AuditLog.entry(
+            operation,
+            subject,
+            result,
+            surface=self.surface,
+            plugins=plugins,
+            generation=generation,
+            note=note,
+        )
+
+    def _write(self, entry: Any, counted: Sequence[tuple[str, str, float | None]]) -> None:
+        """Append the audit ``entry`` (if any) and the ``counted`` statistics under one
+        acquisition of the records lock.
+
+        Raises:
+            PlugmarketError: the audit line cannot be written (statistics only warn).
+        """
+        from plugmarket._internal import recordfile
+        from plugmarket._internal.records import AuditLog, Stats
+        from plugmarket._internal.stats import checked
+
+        if entry is None and not counted:
+            return
+        if entry is None:
+            with _only_warn("statistics"), recordfile.locked_records(self.home):
+                Stats(self.home).append_locked(checked(counted))
+            return
+        with recordfile.locked_records(self.home):
+            AuditLog(self.home).append_locked(entry)
+            if counted:
+                with _only_warn("statistics"):
+                    Stats(self.home).append_locked(checked(counted))
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Small JSON record files in the home, shared safely by several processes.
 
-The statistics and the reviews are JSON documents changed by read, change,
-write: :func:`update` holds a :class:`filelock.FileLock` on ``<file>.lock``
+The reviews are JSON documents changed by read, change, write:
+:func:`update` holds a :class:`filelock.FileLock` on ``<file>.lock``
 beside the record for the whole cycle, writes the new document to a
 temporary file in the same folder and renames it over the old one. So a
 reader (which takes no lock) sees the old document or the new one, never a
@@ -14,6 +14,10 @@ next :func:`update` moves it aside to ``<file>.damaged`` and starts from
 nothing (docs/decisions/0006-records.md says why). Temporary files a crashed
 writer left are removed by the next writer, which holds the lock, so none of
 them can still be in use.
+
+The append-only records (the audit log and the statistics' log) are written
+under one lock of the home, :data:`RECORDS_LOCK`, one whole line per
+:func:`append_line`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -31,11 +35,14 @@ from plugmarket.errors import PlugmarketError
 
 __all__ = [
     "LOCK_TIMEOUT",
+    "RECORDS_LOCK",
+    "append_line",
     "dumps",
     "dumps_compact",
     "load",
     "loads",
     "locked",
+    "locked_records",
     "record_error",
     "update",
     "write_atomic",
@@ -45,6 +52,9 @@ log = logging.getLogger("plugmarket.records")
 T = TypeVar("T")
 
 LOCK_TIMEOUT = 60.0  # seconds to wait for another process's write (each takes milliseconds)
+# The one lock of the append-only records (the audit log and the statistics'
+# log), so that an operation appends to both under one acquisition.
+RECORDS_LOCK = "records.lock"
 # What a decoder raises when a document has the wrong shape.
 SHAPE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, PlugmarketError)
 
@@ -57,9 +67,25 @@ def record_error(path: Path, what: str, exc: OSError) -> PlugmarketError:
     )
 
 
+def locked_records(home: Path) -> AbstractContextManager[None]:
+    """Hold the home's :data:`RECORDS_LOCK` (see :func:`locked`), under which the audit
+    log and the statistics' log are appended to."""
+    return _locked_file(home / RECORDS_LOCK)
+
+
+def locked(path: Path) -> AbstractContextManager[None]:
+    """Hold the lock file beside ``path``, ``<name>.lock`` (creating the folder if needed).
+
+    Raises:
+        PlugmarketError: the folder cannot be written, or another process held
+            the lock for longer than :data:`LOCK_TIMEOUT`.
+    """
+    return _locked_file(path.with_name(path.name + ".lock"))
+
+
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold the lock file beside ``path`` (creating the folder if needed).
+def _locked_file(lock_path: Path) -> Iterator[None]:
+    """Hold the lock file ``lock_path`` (creating the folder if needed).
 
     Raises:
         PlugmarketError: the folder cannot be written, or another process held
@@ -68,20 +94,44 @@ def locked(path: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(path.with_name(path.name + ".lock"), timeout=LOCK_TIMEOUT)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path, timeout=LOCK_TIMEOUT)
         lock.acquire()
     except Timeout as exc:
         raise PlugmarketError(
-            f"{path} stayed locked by another process for {LOCK_TIMEOUT:.0f} seconds",
+            f"{lock_path} stayed locked by another process for {LOCK_TIMEOUT:.0f} seconds",
             hint="Another plugmarket process may be stopped (suspended); resume or end it.",
         ) from exc
     except OSError as exc:
-        raise record_error(path, "lock", exc) from exc
+        raise record_error(lock_path, "lock", exc) from exc
     try:
         yield
     finally:
         lock.release()
+
+
+def append_line(path: Path, line: bytes) -> int:
+    """Append one whole line (ASCII, ending in its only newline) to ``path``, with the
+    lock that guards it held by the caller; returns the file's size after.
+
+    The line goes out in one append. If the file does not end in a newline (a
+    process was killed mid-write), that line is ended first, so the broken
+    line is skipped by readers and never glued to this one.
+
+    Raises:
+        OSError: the file cannot be written (the caller names the record).
+    """
+    with open(path, "a+b", buffering=0) as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+        view = memoryview(line)
+        while view:
+            written = f.write(view)
+            view = view[written or 0 :]
+        return size + len(line)
 
 
 def loads(data: bytes) -> Any:

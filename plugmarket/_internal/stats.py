@@ -1,17 +1,37 @@
 """Local statistics: how often each plugin was installed, updated, uninstalled and
 loaded in this home, and how long those took.
 
-``<home>/stats.json`` is one compact JSON document, changed under its own
-lock by read, change, atomic rename (recordfile.py), so counts from several
-processes add up exactly. Statistics are a convenience: the file is not
-flushed to the disk on each change, and a damaged file is started again
-from nothing, with a warning (docs/decisions/0006-records.md).
+Two files in the home, so that counting an event is one append:
+
+- ``stats.log``, JSON Lines: a first line naming the log (``{"v": 1, "log":
+  "<id>"}``), then one line per write, ``{"at": "<UTC time>", "events":
+  [[plugin id, event, seconds or null], ...]}``. Appends hold the home's
+  records lock (``records.lock``, shared with the audit log, so an operation
+  writes its audit line and its statistics under one acquisition) and write
+  a whole line at once; a line cut short by a crash is skipped.
+- ``stats.json``, the table the log is folded into once it passes
+  :data:`COMPACT_AT` bytes: the counts, plus which log and how many of its
+  bytes are already counted (``"log": {"id": ..., "upto": ...}``). Folding
+  writes the table (atomic rename), then replaces the log with a new,
+  empty one under a new id; a crash in between leaves the table naming the
+  old log, whose counted bytes readers then skip, so nothing counts twice.
+
+Readers take no lock: they read the log first, then the table, which
+always gives the counts at some moment during the read (a fold between the
+two reads is seen whole). Statistics are a convenience: nothing is flushed
+to the disk, and a damaged table or log is started again from nothing, with
+a warning, the old one moved aside to ``<file>.damaged``
+(docs/decisions/0006-records.md).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
-from collections.abc import Iterable
+import os
+import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,25 +42,33 @@ from plugmarket.errors import PlugmarketError
 from plugmarket.manifest import validate_id
 from plugmarket.results import STAT_EVENTS, PluginStats, StatsTable, Timing
 
-__all__ = ["STATS_FILE", "Stats"]
+__all__ = ["COMPACT_AT", "STATS_FILE", "STATS_LOG", "Event", "Stats"]
+
+log = logging.getLogger("plugmarket.records")
 
 STATS_FILE = "stats.json"
-FORMAT = 1
+STATS_LOG = "stats.log"
+FORMAT = 1  # the table's "format", and the log's "v"
+COMPACT_AT = 256 * 1024  # bytes of log folded into the table (about 2,500 writes)
 _COUNTS = {"install": "installs", "update": "updates", "uninstall": "uninstalls", "load": "loads"}
+
+Event = tuple[str, str, "float | None"]  # (plugin id, event, seconds or None)
 
 
 class Stats:
     """The statistics of one home.
 
     Args:
-        home: The plugmarket home; the statistics are ``home/stats.json``.
+        home: The plugmarket home (``home/stats.log`` and ``home/stats.json``).
     """
 
     def __init__(self, home: Path | str) -> None:
-        self.path = Path(home) / STATS_FILE
+        self.home = Path(home)
+        self.path = self.home / STATS_FILE
+        self.log_path = self.home / STATS_LOG
 
     def __repr__(self) -> str:
-        return f"<Stats {str(self.path)!r}>"
+        return f"<Stats {str(self.home)!r}>"
 
     def record(self, plugin_id: str, event: str, seconds: float | None = None) -> PluginStats:
         """Count one ``event`` for a plugin, and how long it took if known.
@@ -64,10 +92,6 @@ class Stats:
     ) -> dict[str, PluginStats]:
         """Count several ``(plugin id, event)`` pairs (one transaction's) in one write.
 
-        One read and one write of the file under its lock, however many
-        plugins a transaction touched; every pair is checked before anything
-        is written.
-
         Args:
             events: ``(plugin_id, event)`` pairs, events as in :meth:`record`.
             seconds: How long it took, counted for each pair.
@@ -81,14 +105,12 @@ class Stats:
         """
         return self.record_each((plugin_id, event, seconds) for plugin_id, event in events)
 
-    def record_each(
-        self, events: Iterable[tuple[str, str, float | None]]
-    ) -> dict[str, PluginStats]:
+    def record_each(self, events: Iterable[Event]) -> dict[str, PluginStats]:
         """Count several ``(plugin id, event, seconds or None)`` events in one write.
 
         Like :meth:`record_many`, but each event has its own time: a
         transaction's installs and the loads that followed it, recorded
-        together (one lock, one read, one write of the file).
+        together. Every event is checked before anything is written.
 
         Returns:
             The statistics of each plugin named, after these events.
@@ -97,39 +119,32 @@ class Stats:
             PlugmarketError: an id, event or time is not valid, or the file
                 cannot be written (then nothing is counted).
         """
-        triples = list(events)
-        for plugin_id, event, seconds in triples:
-            validate_id(plugin_id, field_name="plugin id")
-            if event not in _COUNTS:
-                raise PlugmarketError(
-                    f"statistics event {event!r} is not one of {', '.join(STAT_EVENTS)}",
-                )
-            if seconds is not None and (
-                type(seconds) not in (int, float) or not math.isfinite(seconds) or seconds < 0
-            ):
-                raise PlugmarketError(
-                    f"a {event} time of {seconds!r} is not a number of seconds >= 0"
-                )
-        now = datetime.now(UTC)
-
-        def change(table: dict[str, PluginStats]) -> dict[str, PluginStats]:
-            for plugin_id, event, seconds in triples:
-                old = table.get(plugin_id, PluginStats(plugin_id))
-                counted: dict[str, Any] = {_COUNTS[event]: getattr(old, _COUNTS[event]) + 1}
-                if seconds is not None:
-                    timing = old.times.get(event, Timing()).add(float(seconds))
-                    counted["times"] = {**old.times, event: timing}
-                table[plugin_id] = replace(old, last_used=now, **counted)
-            return table
-
+        triples = checked(events)
         if not triples:
             return {}
-        # Compact JSON: the file is rewritten on every operation and read by
-        # plugmarket only; the C encoder takes a quarter of the indented one's time.
-        table = recordfile.update(
-            self.path, _decode, _empty, change, _encode, dump=recordfile.dumps_compact
-        )
+        with recordfile.locked_records(self.home):
+            self.append_locked(triples)
+            table = self._read(repair=True)
         return {plugin_id: table[plugin_id] for plugin_id, _, _ in triples}
+
+    def append_locked(self, events: Sequence[Event]) -> None:
+        """Append ``events`` (already :func:`checked`) as one line, with the home's
+        records lock held by the caller; fold the log into the table once it is long.
+
+        Raises:
+            PlugmarketError: the log cannot be written.
+        """
+        if not events:
+            return
+        line = {"at": datetime.now(UTC).isoformat(), "events": [list(e) for e in events]}
+        try:
+            if _log_id(self.log_path) is None:  # none yet, or its first line is damaged
+                self._start_log()
+            size = recordfile.append_line(self.log_path, _line(line))
+        except OSError as exc:
+            raise recordfile.record_error(self.log_path, "write", exc) from exc
+        if size > COMPACT_AT:
+            self._fold()
 
     @overload
     def get(self, plugin_id: None = None) -> StatsTable: ...
@@ -140,14 +155,192 @@ class Stats:
         """One plugin's statistics (zeros if it has none), or every plugin's.
 
         Raises:
-            PlugmarketError: the id is not valid, or the file cannot be read.
+            PlugmarketError: the id is not valid, or a file cannot be read.
         """
         if plugin_id is not None:
             validate_id(plugin_id, field_name="plugin id")
-        table = recordfile.load(self.path, _decode, _empty)
+        table = self._read(repair=False)
         if plugin_id is None:
             return StatsTable(table)
         return table.get(plugin_id, PluginStats(plugin_id))
+
+    # --- the two files ---------------------------------------------------------------
+
+    def _read(self, *, repair: bool) -> dict[str, PluginStats]:
+        """The table with the log folded in. ``repair`` (records lock held): move a
+        damaged table or log aside and remove a crashed writer's temporary files."""
+        if repair:
+            _remove_leftovers(self.home)
+        try:
+            log_bytes: bytes | None = self.log_path.read_bytes()  # first: see the docstring
+        except FileNotFoundError:
+            log_bytes = None
+        except OSError as exc:
+            raise recordfile.record_error(self.log_path, "read", exc) from exc
+        table, counted, problem = _load_table(self.path)
+        if problem:
+            self._damaged(self.path, problem, repair)
+        events, problem = _parse_log(log_bytes, counted)
+        if problem:
+            self._damaged(self.log_path, problem, repair)
+        return _fold(table, events)
+
+    def _damaged(self, path: Path, problem: str, repair: bool) -> None:
+        if not repair:
+            log.warning("%s is damaged (%s); reading it as empty", path, problem)
+            return
+        aside = path.with_name(path.name + ".damaged")
+        try:
+            os.replace(path, aside)
+        except OSError as exc:
+            raise recordfile.record_error(path, "move aside", exc) from exc
+        log.warning("%s was damaged (%s); started it again, old copy: %s", path, problem, aside)
+
+    def _start_log(self) -> None:
+        """A new, empty log under a new id (a damaged one is moved aside first)."""
+        if self.log_path.exists():
+            self._damaged(self.log_path, "its first line does not name the log", repair=True)
+        header = {"v": FORMAT, "log": secrets.token_hex(8)}
+        recordfile.write_atomic(self.log_path, _line(header), fsync=False)
+
+    def _fold(self) -> None:
+        """Fold the log into the table, then start a new log (records lock held)."""
+        log_bytes = self.log_path.read_bytes()
+        table = self._read(repair=True)
+        marker = {"id": _log_id(self.log_path), "upto": len(log_bytes)}
+        encoded = {**_encode(table), "log": marker}
+        recordfile.write_atomic(self.path, recordfile.dumps_compact(encoded), fsync=False)
+        header = {"v": FORMAT, "log": secrets.token_hex(8)}
+        recordfile.write_atomic(self.log_path, _line(header), fsync=False)
+
+
+def checked(events: Iterable[Event]) -> list[Event]:
+    """``events`` as a list, each checked.
+
+    Raises:
+        PlugmarketError: an id, event or time is not valid.
+    """
+    triples = list(events)
+    for plugin_id, event, seconds in triples:
+        validate_id(plugin_id, field_name="plugin id")
+        if event not in _COUNTS:
+            raise PlugmarketError(
+                f"statistics event {event!r} is not one of {', '.join(STAT_EVENTS)}",
+            )
+        if seconds is not None and (
+            type(seconds) not in (int, float) or not math.isfinite(seconds) or seconds < 0
+        ):
+            raise PlugmarketError(f"a {event} time of {seconds!r} is not a number of seconds >= 0")
+    return triples
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    # ASCII only: no byte of a line is ever a newline but the last.
+    return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _log_id(path: Path) -> str | None:
+    """The id the log's first line names (None: no log, or a damaged first line)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except FileNotFoundError:
+        return None
+    return _header_id(first)
+
+
+def _header_id(line: bytes) -> str | None:
+    try:
+        obj = recordfile.loads(line)
+        if obj["v"] != FORMAT or type(obj["log"]) is not str or not obj["log"]:
+            return None
+        return str(obj["log"])
+    except recordfile.SHAPE_ERRORS:
+        return None
+
+
+def _load_table(path: Path) -> tuple[dict[str, PluginStats], tuple[str, int] | None, str]:
+    """The table, the part of a log already in it (id, bytes), and what was wrong."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}, None, ""
+    except OSError as exc:
+        raise recordfile.record_error(path, "read", exc) from exc
+    try:
+        obj = recordfile.loads(data)
+        table = _decode(obj)
+        marker = obj.get("log")
+        if marker is None:
+            return table, None, ""
+        log_id, upto = marker["id"], marker["upto"]
+        if type(log_id) is not str or type(upto) is not int or upto < 0:
+            raise ValueError("log")
+        return table, (log_id, upto), ""
+    except recordfile.SHAPE_ERRORS as exc:
+        return {}, None, f"{type(exc).__name__}: {exc}"
+
+
+def _parse_log(
+    data: bytes | None, counted: tuple[str, int] | None
+) -> tuple[list[tuple[datetime, list[Event]]], str]:
+    """The log's writes not yet in the table, and what was wrong with the log ("" if nothing).
+
+    Damaged lines (a write cut short) are skipped with a warning; a damaged
+    first line makes the whole log unreadable."""
+    if not data:
+        return [], ""
+    first, _, _ = data.partition(b"\n")
+    log_id = _header_id(first)
+    if log_id is None:
+        return [], "its first line does not name the log"
+    start = len(first) + 1
+    if counted is not None and counted[0] == log_id:
+        start = max(start, counted[1])
+    writes = []
+    skipped = 0
+    for line in data[start:].split(b"\n"):
+        if not line:
+            continue
+        try:
+            writes.append(_decode_write(line))
+        except recordfile.SHAPE_ERRORS:
+            skipped += 1
+    if skipped:
+        log.warning("%s: skipped %d damaged line(s)", STATS_LOG, skipped)
+    return writes, ""
+
+
+def _decode_write(line: bytes) -> tuple[datetime, list[Event]]:
+    obj = recordfile.loads(line)
+    at = _time(obj["at"])
+    events: list[Event] = []
+    for plugin_id, event, seconds in obj["events"]:
+        validate_id(plugin_id)
+        _known_event(event)
+        events.append((plugin_id, event, None if seconds is None else _seconds(seconds)))
+    return at, events
+
+
+def _fold(
+    table: dict[str, PluginStats], writes: list[tuple[datetime, list[Event]]]
+) -> dict[str, PluginStats]:
+    for at, events in writes:
+        for plugin_id, event, seconds in events:
+            old = table.get(plugin_id, PluginStats(plugin_id))
+            counted: dict[str, Any] = {_COUNTS[event]: getattr(old, _COUNTS[event]) + 1}
+            if seconds is not None:
+                counted["times"] = {**old.times, event: old.times.get(event, Timing()).add(seconds)}
+            last = at if old.last_used is None else max(old.last_used, at)
+            table[plugin_id] = replace(old, last_used=last, **counted)
+    return table
+
+
+def _remove_leftovers(home: Path) -> None:
+    """Temporary files a crashed fold left (the caller holds the records lock)."""
+    for name in (STATS_FILE, STATS_LOG):
+        for tmp in home.glob(f".{name}.tmp-*"):
+            tmp.unlink(missing_ok=True)
 
 
 def _empty() -> dict[str, PluginStats]:
