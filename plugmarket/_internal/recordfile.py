@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 from plugmarket.errors import PlugmarketError
 
@@ -37,6 +37,7 @@ __all__ = [
     "LOCK_TIMEOUT",
     "RECORDS_LOCK",
     "append_line",
+    "append_to",
     "dumps",
     "dumps_compact",
     "load",
@@ -114,24 +115,30 @@ def append_line(path: Path, line: bytes) -> int:
     """Append one whole line (ASCII, ending in its only newline) to ``path``, with the
     lock that guards it held by the caller; returns the file's size after.
 
-    The line goes out in one append. If the file does not end in a newline (a
-    process was killed mid-write), that line is ended first, so the broken
-    line is skipped by readers and never glued to this one.
-
     Raises:
         OSError: the file cannot be written (the caller names the record).
     """
     with open(path, "a+b", buffering=0) as f:
-        size = f.seek(0, os.SEEK_END)
-        if size:
-            f.seek(size - 1)
-            if f.read(1) != b"\n":
-                line = b"\n" + line
-        view = memoryview(line)
-        while view:
-            written = f.write(view)
-            view = view[written or 0 :]
-        return size + len(line)
+        return append_to(f, line)
+
+
+def append_to(f: BinaryIO, line: bytes) -> int:
+    """:func:`append_line` to a file already open for appending and reading (``a+b``).
+
+    The line goes out in one append. If the file does not end in a newline (a
+    process was killed mid-write), that line is ended first, so the broken
+    line is skipped by readers and never glued to this one.
+    """
+    size = f.seek(0, os.SEEK_END)
+    if size:
+        f.seek(size - 1)
+        if f.read(1) != b"\n":
+            line = b"\n" + line
+    view = memoryview(line)
+    while view:
+        written = f.write(view)
+        view = view[written or 0 :]
+    return size + len(line)
 
 
 def loads(data: bytes) -> Any:

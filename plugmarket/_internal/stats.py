@@ -136,11 +136,16 @@ class Stats:
         """
         if not events:
             return
-        line = {"at": datetime.now(UTC).isoformat(), "events": [list(e) for e in events]}
+        line = _line({"at": datetime.now(UTC).isoformat(), "events": [list(e) for e in events]})
         try:
-            if _log_id(self.log_path) is None:  # none yet, or its first line is damaged
-                self._start_log()
-            size = recordfile.append_line(self.log_path, _line(line))
+            with open(self.log_path, "a+b", buffering=0) as f:
+                size = f.seek(0, os.SEEK_END)
+                damaged = size > 0 and _header_id(os.pread(f.fileno(), 256, 0)) is None
+                if not damaged:  # a new log starts with the line naming it
+                    size = recordfile.append_to(f, line if size else _header() + line)
+            if damaged:  # its first line does not name it: start again
+                self._damaged(self.log_path, "its first line does not name the log", True)
+                size = recordfile.append_line(self.log_path, _header() + line)
         except OSError as exc:
             raise recordfile.record_error(self.log_path, "write", exc) from exc
         if size > COMPACT_AT:
@@ -196,13 +201,6 @@ class Stats:
             raise recordfile.record_error(path, "move aside", exc) from exc
         log.warning("%s was damaged (%s); started it again, old copy: %s", path, problem, aside)
 
-    def _start_log(self) -> None:
-        """A new, empty log under a new id (a damaged one is moved aside first)."""
-        if self.log_path.exists():
-            self._damaged(self.log_path, "its first line does not name the log", repair=True)
-        header = {"v": FORMAT, "log": secrets.token_hex(8)}
-        recordfile.write_atomic(self.log_path, _line(header), fsync=False)
-
     def _fold(self) -> None:
         """Fold the log into the table, then start a new log (records lock held)."""
         log_bytes = self.log_path.read_bytes()
@@ -210,8 +208,7 @@ class Stats:
         marker = {"id": _log_id(self.log_path), "upto": len(log_bytes)}
         encoded = {**_encode(table), "log": marker}
         recordfile.write_atomic(self.path, recordfile.dumps_compact(encoded), fsync=False)
-        header = {"v": FORMAT, "log": secrets.token_hex(8)}
-        recordfile.write_atomic(self.log_path, _line(header), fsync=False)
+        recordfile.write_atomic(self.log_path, _header(), fsync=False)
 
 
 def checked(events: Iterable[Event]) -> list[Event]:
@@ -239,6 +236,11 @@ def _line(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
+def _header() -> bytes:
+    """The first line of a new log, naming it."""
+    return _line({"v": FORMAT, "log": secrets.token_hex(8)})
+
+
 def _log_id(path: Path) -> str | None:
     """The id the log's first line names (None: no log, or a damaged first line)."""
     try:
@@ -249,9 +251,10 @@ def _log_id(path: Path) -> str | None:
     return _header_id(first)
 
 
-def _header_id(line: bytes) -> str | None:
+def _header_id(data: bytes) -> str | None:
+    """The id a log's first line names (``data`` starts with it), or None."""
     try:
-        obj = recordfile.loads(line)
+        obj = recordfile.loads(data.partition(b"\n")[0])
         if obj["v"] != FORMAT or type(obj["log"]) is not str or not obj["log"]:
             return None
         return str(obj["log"])
