@@ -447,9 +447,10 @@ class Installer:
                 raise
         self._finish(entry, faults)
         # Once, after the journal is gone too (an unlink during it would wait for it),
-        # and while the caller writes its records (durable.settling). Tidying during
-        # it keeps the generation before (at least two are kept), so a power cut
-        # that loses the rename still finds that one whole, and current.
+        # and not waited for: the switch is atomic now, and on the disk a flush later
+        # (docs/decisions/0008-transactions.md). Until then a power cut finds the
+        # generation before whole, and current: tidying keeps at least two, and the
+        # next transaction's batch flushes the home before it prunes anything.
         durable.fsync_dir_soon(self.home)
         return generation
 

@@ -156,7 +156,9 @@ class Marketplace:
         return self.settings
 
     def close(self) -> None:
-        """Release the registry client's connections."""
+        """Release the registry client's connections, once the last switch of the
+        installed set is on the disk (it is flushed after the operation returns)."""
+        durable.settle()
         if self._registry is not None:
             self._registry.close()
             self._registry = None
@@ -613,14 +615,10 @@ class Marketplace:
 
     @contextmanager
     def _operation(self, operation: str, subject: str) -> Iterator[None]:
-        """Audit the operation, whether it succeeds or fails (see Bookkeeping.operation).
-
-        The home's fsync after a commit point runs while the records are written,
-        and the operation returns only once it is done (``durable.settling``).
-        """
+        """Audit the operation, whether it succeeds or fails (see Bookkeeping.operation)."""
 
         def generation() -> int | None:
             return self._installer.current().number if self._installer is not None else None
 
-        with durable.settling(), self._books.operation(operation, subject, generation):
+        with self._books.operation(operation, subject, generation):
             yield

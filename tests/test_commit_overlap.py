@@ -300,27 +300,30 @@ def test_an_error_reported_to_the_batchs_copy_marks_the_callers_watch(
     assert flushes.syncfs == [-1] and flushes.fsyncs() == sorted(files + folders)
 
 
-def test_fsync_dir_soon_returns_once_the_pool_thread_is_at_the_fsync(
+def test_fsync_dir_soon_is_not_waited_for_but_settle_waits_for_it(
     ext4: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under ``settling``, the home's fsync after the commit point is under way before
-    the caller goes on to write its records (their Python would keep it from starting),
-    and the block still ends only after it."""
+    """The home's fsync after the commit point runs on the pool while the caller goes
+    on (to its records, and back to the user); ``settle`` waits for it."""
     events: list[str] = []
     release = threading.Event()
+    threads: list[int] = []
 
     def slow_fsync_dir(folder: Path) -> None:
-        events.append("fsync begun")
+        threads.append(threading.get_ident())
         assert release.wait(WAIT), "the test never released the fsync"
         events.append("fsync done")
 
     monkeypatch.setattr(durable, "fsync_dir", slow_fsync_dir)
-    with durable.settling():
-        durable.fsync_dir_soon(ext4)
-        events.append("fsync_dir_soon returned")
-        release.set()
+    durable.fsync_dir_soon(ext4)
+    events.append("fsync_dir_soon returned")
+    settled = ThreadPoolExecutor(1).submit(durable.settle)
+    assert not settled.done()  # nothing to do but wait: it waits
+    release.set()
+    assert settled.result(WAIT) is None
     events.append("settled")
-    assert events == ["fsync begun", "fsync_dir_soon returned", "fsync done", "settled"]
+    assert events == ["fsync_dir_soon returned", "fsync done", "settled"]
+    assert threads != [threading.get_ident()]
 
 
 # --- 2, 3. a write error in the commit's batch ------------------------------------------
@@ -547,19 +550,19 @@ class HomeFsync:
     finished: bool = False
 
 
-def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal(
+def test_an_install_returns_without_waiting_for_the_homes_fsync_which_follows_the_journal(
     ext4: Path, home: Path, shell: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The home's fsync is held until the operation's body (its records included) is
-    over, so it is certainly still running when ``settling`` starts to wait for it."""
+    """The fsync that puts the commit point's rename on the disk starts once the journal
+    is gone, on the pool; the install returns, live and audited, while it is held, and
+    ``close`` waits for it."""
     assert home.is_relative_to(ext4)
     monkeypatch.setattr(syncfs, "DIRTY_LIMIT", sys.maxsize)  # the batch is one syncfs
     market = Marketplace(home, host=IPythonHost(shell))
     where = market.installer.home
-    body_over, entered = threading.Event(), threading.Event()
+    release, entered = threading.Event(), threading.Event()
     fsyncs: list[HomeFsync] = []
-    at_body_end: list[list[bool]] = []
-    real_dir, real_settling = durable.fsync_dir, durable.settling
+    real_dir = durable.fsync_dir
 
     def fsync_dir(folder: Path) -> None:
         if Path(folder) != where:
@@ -570,31 +573,23 @@ def test_an_install_returns_only_after_the_homes_fsync_which_follows_the_journal
         fsyncs.append(seen)
         if not seen.journal_there:  # a batch's fsync (a fallback) is waited for inside
             entered.set()
-            assert body_over.wait(WAIT), "the operation never ended"
+            assert release.wait(WAIT), "the test never released the fsync"
         real_dir(folder)
         seen.finished = True
 
-    @contextmanager
-    def settling() -> Iterator[None]:
-        with real_settling():
-            yield
-            # The pool thread reports itself only once it has the GIL again, after
-            # telling the caller it is at the fsync: wait for the report, not the fsync.
-            entered.wait(WAIT)
-            at_body_end.append([f.finished for f in fsyncs])
-            body_over.set()
-
     monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
-    monkeypatch.setattr(durable, "settling", settling)
     try:
         market.install("csv-preview", yes=True)
-        assert [(f.finished, f.journal_there, f.current) for f in fsyncs] == [(True, False, "1")]
-        assert fsyncs[0].thread != threading.get_ident()  # on the pool, beside the records
-        assert at_body_end == [[False]]  # still running when the operation's body ended
-        assert "csv_preview" in shell.magics_manager.magics["line"]
-        assert market.check().problems == ()
+        assert "csv_preview" in shell.magics_manager.magics["line"]  # live meanwhile
+        assert market.audit(1)[0].result == "ok"
+        assert entered.wait(WAIT)  # started by the install (maybe after it returned)...
+        assert [f.finished for f in fsyncs] == [False]  # ...and still held
     finally:
+        release.set()
         market.close()
+    assert [(f.finished, f.journal_there, f.current) for f in fsyncs] == [(True, False, "1")]
+    assert fsyncs[0].thread != threading.get_ident()  # on the pool
+    assert Marketplace(home, live=False).check().problems == ()
 
 
 # --- 6. unpacking while the next artifact downloads -------------------------------------

@@ -2,8 +2,8 @@
 
 The checks that decide trust (kernel, file system type, one device, dirty
 memory), the batch falling back to its fsyncs wherever one fails or ``syncfs``
-reports an error, the thread-local watch, and the fsync after the commit point
-that a ``settling`` block waits for.
+reports an error, the thread-local watch, and the fsync after the commit point,
+which nobody waits for but ``settle`` and the interpreter's exit.
 
 These tests rely on this machine's layout, as CI's: pytest's ``tmp_path`` on
 ext4 (trusted) and ``/dev/shm`` on tmpfs (another device, not trusted). Each
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -328,16 +329,7 @@ def test_another_thread_inside_a_watch_fsyncs_its_batches(ext4: Path, flushes: F
     assert flushes.syncfs == [] and flushes.fsyncs() == sorted(files + folders)
 
 
-# --- settling: the fsync after the commit point ---------------------------------------
-
-
-def test_fsync_dir_soon_outside_settling_runs_before_it_returns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ran: list[tuple[Path, int]] = []
-    monkeypatch.setattr(durable, "fsync_dir", lambda f: ran.append((f, threading.get_ident())))
-    durable.fsync_dir_soon(tmp_path)
-    assert ran == [(tmp_path, threading.get_ident())]
+# --- the fsync after the commit point: not waited for ------------------------------------
 
 
 class HeldFsync:
@@ -356,34 +348,49 @@ class HeldFsync:
         self.finished.append(folder)
 
 
-def test_a_settling_block_ends_only_once_its_fsync_has_finished(
+def test_fsync_dir_soon_runs_on_the_pool_and_settle_waits_for_every_one_started(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = HeldFsync()
     monkeypatch.setattr(durable, "fsync_dir", held)
-    with durable.settling():
-        durable.fsync_dir_soon(tmp_path)
-        assert held.started.wait(60)  # running on the pool while the block goes on
-        assert held.finished == [] and held.threads != [threading.get_ident()]
-        held.release.set()
-    assert held.finished == [tmp_path]
+    durable.fsync_dir_soon(tmp_path)
+    durable.fsync_dir_soon(tmp_path / "other")
+    assert held.started.wait(60)  # running on the pool while the caller goes on
+    assert held.finished == [] and threading.get_ident() not in held.threads
+    held.release.set()
+    durable.settle()
+    assert sorted(held.finished) == [tmp_path, tmp_path / "other"]
+    durable.settle()  # nothing left: returns at once
 
 
-def test_a_settling_block_that_raises_still_waits_then_raises(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    held = HeldFsync()
-    monkeypatch.setattr(durable, "fsync_dir", held)
-    with pytest.raises(ValueError, match="records failed"), durable.settling():
-        durable.fsync_dir_soon(tmp_path)
-        assert held.started.wait(60)
-        held.release.set()
-        raise ValueError("records failed")
-    assert held.finished == [tmp_path]
-    ran: list[Path] = []
-    monkeypatch.setattr(durable, "fsync_dir", ran.append)
-    durable.fsync_dir_soon(tmp_path)  # the block is over: inline again
-    assert ran == [tmp_path]
+EXIT_WAITS = """
+import sys, time
+from pathlib import Path
+from plugmarket._internal import durable
+
+marker = Path(sys.argv[1])
+
+def slow_fsync_dir(folder):
+    time.sleep(0.5)  # the process is exiting meanwhile
+    marker.write_text("flushed")
+
+durable.fsync_dir = slow_fsync_dir
+durable.fsync_dir_soon(marker.parent)
+print("returned", marker.exists())
+"""
+
+
+def test_the_interpreters_exit_waits_for_an_fsync_dir_soon(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_WAITS, str(marker)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["returned", "False"]  # the caller went on at once
+    assert marker.read_text() == "flushed"  # and the exit waited for the fsync
 
 
 # --- end to end: an install on a watched ext4 home ------------------------------------
@@ -408,8 +415,8 @@ def test_an_install_commits_with_one_syncfs_and_is_whole(
         }
         assert flushes.syncfs and all(r == 0 for r in flushes.syncfs)
         assert flushes.files == []  # no batch fell back to its fsyncs
-        # Only the fsync after the commit point's rename: on the pool, while the records
-        # were written (settling), and finished before install returned.
+        # Only the fsync after the commit point's rename: on the pool, not waited for.
+        durable.settle()
         assert flushes.folders == [home]
         assert flushes.folder_threads != [threading.get_ident()]
         assert market.check().problems == ()

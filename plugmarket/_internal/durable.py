@@ -35,16 +35,16 @@ where Linux can be trusted with it (:mod:`plugmarket._internal.syncfs` says
 when), and by its fsyncs everywhere else or if ``syncfs`` reports an error.
 
 The fsync of a folder after the commit point's rename (:func:`fsync_dir_soon`)
-can run while the caller records what it did: under :func:`settling`, it is
-started on the pool, and waited for when the block ends.
+runs on the pool while the caller records what it did and returns: nobody
+waits for it but :func:`settle` and the interpreter's exit.
 
 Invariants:
 
 - :func:`sync_all` returns or raises only when every fsync of its batch has
   finished, so a caller may clean up whatever the batch names.
 - A single fsync never waits for anything, so the pool cannot wait for itself.
-- Under :func:`settling`, the block ends only once every fsync it started has
-  finished, whether the block raised or not.
+- :func:`settle`, and the interpreter's exit, return only once every
+  :func:`fsync_dir_soon` started before has finished.
 - A forked child makes a new pool on first use (the parent's threads do not
   exist in it); once the interpreter is shutting down and the pool refuses
   work, fsyncs run inline, one after another.
@@ -76,7 +76,7 @@ __all__ = [
     "gather",
     "outcome",
     "owe",
-    "settling",
+    "settle",
     "soon",
     "sync_all",
     "sync_soon",
@@ -90,7 +90,6 @@ T = TypeVar("T")
 
 _deferring = threading.local()  # .into: the Deferred collecting this thread's fsyncs
 _watched = threading.local()  # .watch: the syncfs.Watch of this thread's transaction
-_settle = threading.local()  # .started: fsyncs this thread's settling() block waits for
 
 
 @dataclass
@@ -151,37 +150,25 @@ def fsync_dir(folder: Path) -> None:
 
 
 def fsync_dir_soon(folder: Path) -> None:
-    """:func:`fsync_dir`, started on the pool under :func:`settling` (waited for when
-    its block ends), run here otherwise.
-
-    Returns once the pool thread is at the fsync, as :func:`sync_soon` does: the
-    caller's Python would otherwise keep it from starting.
+    """:func:`fsync_dir` on the pool, not waited for: it finishes while the caller
+    goes on. :func:`settle` waits for every one started in this process, and so
+    does the interpreter's exit (the pool's threads are joined then, after the
+    work already queued); a process killed before it ends may lose what it
+    would have flushed, and nothing else.
     """
-    started: list[Future[None]] | None = getattr(_settle, "started", None)
-    if started is None:
-        fsync_dir(folder)
-        return
-
-    def job(begun: Callable[[], object]) -> None:
-        begun()
-        fsync_dir(folder)
-
-    started.append(_once_begun(_start, job))
+    future = _start(functools.partial(fsync_dir, folder))
+    with _trailing_lock:
+        _trailing[:] = [f for f in _trailing if not f.done()]
+        _trailing.append(future)
 
 
-@contextmanager
-def settling() -> Iterator[None]:
-    """On this thread, let :func:`fsync_dir_soon` run while the block goes on; the
-    block ends when each has finished (they are best effort and never raise)."""
-    outer = getattr(_settle, "started", None)
-    started: list[Future[None]] = []
-    _settle.started = started
-    try:
-        yield
-    finally:
-        _settle.started = outer
-        for future in started:
-            future.exception()  # waits; fsync_dir swallows its own errors
+def settle() -> None:
+    """Wait for every :func:`fsync_dir_soon` this process started (best effort: they
+    never raise)."""
+    with _trailing_lock:
+        started = list(_trailing)
+    for future in started:
+        outcome(future)
 
 
 @contextmanager
@@ -416,6 +403,8 @@ def gather(futures: Sequence[Future[T]], *, first: Callable[[], T] | None = None
 
 _owed: set[Path] = set()
 _owed_lock = threading.Lock()
+_trailing: list[Future[None]] = []  # fsync_dir_soon's, until settle() or the exit
+_trailing_lock = threading.Lock()
 _pool_now: ThreadPoolExecutor | None = None
 _batch_pool_now: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -441,10 +430,12 @@ def _batch_pool() -> ThreadPoolExecutor:
 
 
 def _forget_pool() -> None:
-    global _pool_now, _batch_pool_now, _pool_lock, _owed_lock
+    global _pool_now, _batch_pool_now, _pool_lock, _owed_lock, _trailing_lock
     _pool_now = _batch_pool_now = None
     _pool_lock = threading.Lock()
     _owed_lock = threading.Lock()
+    _trailing_lock = threading.Lock()
+    _trailing.clear()  # the parent's threads do not exist here
 
 
 os.register_at_fork(after_in_child=_forget_pool)

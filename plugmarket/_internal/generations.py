@@ -231,7 +231,8 @@ class Generations:
 
     def publish_switch(self) -> None:
         """Rename the staged ``current`` into place: the commit point. The caller
-        then fsyncs the home (``durable.fsync_dir_soon``) so that it survives a power cut.
+        then fsyncs the home (``durable.fsync_dir_soon``, not waited for) so that it
+        survives a power cut.
 
         Raises:
             OSError: the home cannot be written.
