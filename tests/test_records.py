@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -455,8 +456,7 @@ def test_a_fold_cut_short_between_its_two_writes_counts_nothing_twice(
         real(path, data, fsync=fsync)
 
     monkeypatch.setattr(recordfile, "write_atomic", die_before_the_new_log)
-    with pytest.raises(PlugmarketError, match="killed"):
-        stats.record("app", "load", 0.25)
+    assert stats.record("app", "load", 0.25).loads == 6  # the fold's failure only warns
     assert [p.name for p in writes] == ["stats.json", "stats.log"]
     table = json.loads((home / "stats.json").read_bytes())
     assert table["plugins"]["app"]["loads"] == 6  # the whole old log is in the table...
@@ -465,6 +465,124 @@ def test_a_fold_cut_short_between_its_two_writes_counts_nothing_twice(
     monkeypatch.setattr(recordfile, "write_atomic", real)
     assert stats.record("app", "load", 0.25).loads == 7  # the next write folds again
     assert Stats(home).get("app").load_time.total == 7 * 0.25
+
+
+def test_a_reader_that_meets_two_folds_between_its_reads_counts_nothing_twice(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal import stats as stats_module
+
+    writer = Stats(home)
+    for _ in range(3):
+        writer.record("app", "load", 0.5)
+    monkeypatch.setattr(stats_module, "COMPACT_AT", 150)
+    real_load = stats_module._load_table
+    met: list[int] = []
+
+    def load_table_after_two_folds(path: Path) -> Any:
+        if not met:  # between the reader's read of the log and of the table
+            met.append(1)
+            before = (home / "stats.log").read_bytes().partition(b"\n")[0]
+            for _ in range(2):
+                writer.record("app", "load", 0.5)  # each write folds: the log is long
+            assert (home / "stats.log").read_bytes().partition(b"\n")[0] != before
+        return real_load(path)
+
+    monkeypatch.setattr(stats_module, "_load_table", load_table_after_two_folds)
+    got = Stats(home).get("app")
+    assert met and (got.loads, got.load_time.total) == (5, 2.5)
+
+
+def test_a_failed_fold_warns_and_the_events_stay_counted(
+    home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plugmarket._internal import recordfile
+    from plugmarket._internal import stats as stats_module
+
+    monkeypatch.setattr(stats_module, "COMPACT_AT", 100)
+    real = recordfile.write_atomic
+
+    def disk_full(path: Path, data: bytes, *, fsync: bool) -> None:
+        raise recordfile.record_error(path, "write", OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(recordfile, "write_atomic", disk_full)
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        assert Stats(home).record("app", "install").installs == 1
+        assert Stats(home).record("app", "install").installs == 2  # not counted twice
+    assert "could not fold" in caplog.text and "No space left" in caplog.text
+    assert not (home / "stats.json").exists()
+    monkeypatch.setattr(recordfile, "write_atomic", real)
+    assert Stats(home).record("app", "install").installs == 3  # and this one folds
+    assert json.loads((home / "stats.json").read_bytes())["plugins"]["app"]["installs"] == 3
+
+
+def test_a_write_under_way_is_not_counted_nor_warned_about(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stats = Stats(home)
+    stats.record("app", "install")
+    with open(home / "stats.log", "ab") as f:
+        f.write(b'{"at":"2026-01-01T00:00:00+00:00","events":[["app","install",null]]}')
+    with caplog.at_level(logging.WARNING, logger="plugmarket.records"):
+        assert Stats(home).get("app").installs == 1  # its newline is not written yet
+    assert caplog.text == ""
+
+
+def test_the_records_lock_is_reentrant_in_a_thread_and_exclusive_across_threads(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from filelock import FileLock, Timeout
+
+    from plugmarket._internal import recordfile
+
+    monkeypatch.setattr(recordfile, "LOCK_TIMEOUT", 5.0)  # a deadlock fails fast
+    other: list[str] = []
+
+    def try_from_another_thread() -> None:
+        lock = FileLock(
+            home / recordfile.RECORDS_LOCK, timeout=recordfile.LOCK_TIMEOUT, is_singleton=True
+        )
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            other.append("excluded")
+        else:
+            lock.release()
+            other.append("got it")
+
+    with recordfile.locked_records(home):
+        # A denial audited while this thread writes the records (a plugin's logging
+        # handler, say, when a statistics warning is logged) takes it again.
+        AuditLog(home).denial(
+            CapabilityDenied(plugin_id="p", capability="net", operation="connect", target="x:80")
+        )
+        thread = threading.Thread(target=try_from_another_thread)
+        thread.start()
+        thread.join()
+    assert other == ["excluded"]
+    assert [e.operation for e in AuditLog(home).read()] == ["denied"]
+
+
+def test_statistics_of_an_operation_whose_audit_line_fails_are_still_counted(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal.bookkeeping import Bookkeeping
+    from plugmarket.plan import Plan, PlanItem
+
+    def refuse(self: AuditLog, entry: AuditEntry) -> None:
+        raise PlugmarketError("the audit log is full")
+
+    monkeypatch.setattr(AuditLog, "append_locked", refuse)
+    books = Bookkeeping(home, "api")
+    plan = Plan("install", (PlanItem("add", "app", "", "1.0"),))
+    with (
+        pytest.raises(PlugmarketError, match="audit log is full"),
+        books.operation("install", "app", lambda: 1),
+    ):
+        books.transaction(plan, 0.25)
+    assert Stats(home).get("app").installs == 1
 
 
 def test_a_log_line_cut_short_is_skipped_and_the_next_write_is_kept(

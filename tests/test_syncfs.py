@@ -364,33 +364,39 @@ def test_fsync_dir_soon_runs_on_the_pool_and_settle_waits_for_every_one_started(
 
 
 EXIT_WAITS = """
-import sys, time
+import sys
 from pathlib import Path
 from plugmarket._internal import durable
 
 marker = Path(sys.argv[1])
 
-def slow_fsync_dir(folder):
-    time.sleep(0.5)  # the process is exiting meanwhile
+def held_fsync_dir(folder):
+    sys.stdin.read()  # until the test closes the pipe; the process is exiting meanwhile
     marker.write_text("flushed")
 
-durable.fsync_dir = slow_fsync_dir
+durable.fsync_dir = held_fsync_dir
 durable.fsync_dir_soon(marker.parent)
-print("returned", marker.exists())
+print("returned", marker.exists(), flush=True)
 """
 
 
 def test_the_interpreters_exit_waits_for_an_fsync_dir_soon(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    done = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-c", EXIT_WAITS, str(marker)],
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-        timeout=60,
     )
-    assert done.stdout.split() == ["returned", "False"]  # the caller went on at once
-    assert marker.read_text() == "flushed"  # and the exit waited for the fsync
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline().split() == ["returned", "False"]  # went on at once
+        assert child.poll() is None and not marker.exists()  # its exit waits for the fsync
+    finally:
+        child.stdin.close()  # the fsync ends
+    assert child.wait(60) == 0
+    child.stdout.close()
+    assert marker.read_text() == "flushed"
 
 
 # --- end to end: an install on a watched ext4 home ------------------------------------

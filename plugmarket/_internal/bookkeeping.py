@@ -210,10 +210,12 @@ class Bookkeeping:
                 Stats(self.home).append_locked(checked(counted))
             return
         with recordfile.locked_records(self.home):
-            AuditLog(self.home).append_locked(entry)
-            if counted:
-                with _only_warn("statistics"):
-                    Stats(self.home).append_locked(checked(counted))
+            try:
+                AuditLog(self.home).append_locked(entry)
+            finally:  # a committed transaction is counted even if its audit line fails
+                if counted:
+                    with _only_warn("statistics"):
+                        Stats(self.home).append_locked(checked(counted))
 
 
 @contextmanager

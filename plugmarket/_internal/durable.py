@@ -156,10 +156,9 @@ def fsync_dir_soon(folder: Path) -> None:
     work already queued); a process killed before it ends may lose what it
     would have flushed, and nothing else.
     """
-    future = _start(functools.partial(fsync_dir, folder))
-    with _trailing_lock:
+    with _trailing_lock:  # listed as it starts: a settle() on another thread sees it
         _trailing[:] = [f for f in _trailing if not f.done()]
-        _trailing.append(future)
+        _trailing.append(_start(functools.partial(fsync_dir, folder)))
 
 
 def settle() -> None:

@@ -96,7 +96,10 @@ def _locked_file(lock_path: Path) -> Iterator[None]:
 
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(lock_path, timeout=LOCK_TIMEOUT)
+        # One object per file in the process: re-entrant in a thread (a capability
+        # denial audited while this thread writes records, from a logging handler, say),
+        # exclusive across threads and processes.
+        lock = FileLock(lock_path, timeout=LOCK_TIMEOUT, is_singleton=True)
         lock.acquire()
     except Timeout as exc:
         raise PlugmarketError(

@@ -16,9 +16,11 @@ Two files in the home, so that counting an event is one append:
   empty one under a new id; a crash in between leaves the table naming the
   old log, whose counted bytes readers then skip, so nothing counts twice.
 
-Readers take no lock: they read the log first, then the table, which
-always gives the counts at some moment during the read (a fold between the
-two reads is seen whole). Statistics are a convenience: nothing is flushed
+Readers take no lock: they read the log, then the table, then the log's
+first line again. A fold between the first two reads is seen whole (the
+table names the log it holds); if the log was replaced by then, the table
+may hold it without saying so, and the reader reads again (after three
+tries, under the lock). Statistics are a convenience: nothing is flushed
 to the disk, and a damaged table or log is started again from nothing, with
 a warning, the old one moved aside to ``<file>.damaged``
 (docs/decisions/0006-records.md).
@@ -50,6 +52,7 @@ STATS_FILE = "stats.json"
 STATS_LOG = "stats.log"
 FORMAT = 1  # the table's "format", and the log's "v"
 COMPACT_AT = 256 * 1024  # bytes of log folded into the table (about 2,500 writes)
+_TRIES = 3  # lock-free reads before a reader that keeps meeting folds takes the lock
 _COUNTS = {"install": "installs", "update": "updates", "uninstall": "uninstalls", "load": "loads"}
 
 Event = tuple[str, str, "float | None"]  # (plugin id, event, seconds or None)
@@ -116,8 +119,9 @@ class Stats:
             The statistics of each plugin named, after these events.
 
         Raises:
-            PlugmarketError: an id, event or time is not valid, or the file
-                cannot be written (then nothing is counted).
+            PlugmarketError: an id, event or time is not valid, or the log
+                cannot be written (then nothing is counted); or the files
+                cannot be read after (then the events are counted).
         """
         triples = checked(events)
         if not triples:
@@ -149,7 +153,10 @@ class Stats:
         except OSError as exc:
             raise recordfile.record_error(self.log_path, "write", exc) from exc
         if size > COMPACT_AT:
-            self._fold()
+            try:
+                self._fold()
+            except PlugmarketError as exc:  # the events are counted: the next write folds
+                log.warning("could not fold %s into %s: %s", self.log_path, self.path, exc)
 
     @overload
     def get(self, plugin_id: None = None) -> StatsTable: ...
@@ -176,12 +183,26 @@ class Stats:
         damaged table or log aside and remove a crashed writer's temporary files."""
         if repair:
             _remove_leftovers(self.home)
+            return self._read_once(self._log_bytes(), repair=True)
+        for _ in range(_TRIES):
+            log_bytes = self._log_bytes()  # first: see the module's docstring
+            table = self._read_once(log_bytes, repair=False)
+            # A fold of this log that ended before the table was read is in the table;
+            # unless the table names this log, it cannot say how much: read again.
+            if _header_id(log_bytes or b"") == _log_id(self.log_path):
+                return table
+        with recordfile.locked_records(self.home):  # folds come every ~2,500 writes
+            return self._read_once(self._log_bytes(), repair=False)
+
+    def _log_bytes(self) -> bytes | None:
         try:
-            log_bytes: bytes | None = self.log_path.read_bytes()  # first: see the docstring
+            return self.log_path.read_bytes()
         except FileNotFoundError:
-            log_bytes = None
+            return None
         except OSError as exc:
             raise recordfile.record_error(self.log_path, "read", exc) from exc
+
+    def _read_once(self, log_bytes: bytes | None, *, repair: bool) -> dict[str, PluginStats]:
         table, counted, problem = _load_table(self.path)
         if problem:
             self._damaged(self.path, problem, repair)
@@ -203,9 +224,10 @@ class Stats:
 
     def _fold(self) -> None:
         """Fold the log into the table, then start a new log (records lock held)."""
-        log_bytes = self.log_path.read_bytes()
-        table = self._read(repair=True)
-        marker = {"id": _log_id(self.log_path), "upto": len(log_bytes)}
+        _remove_leftovers(self.home)
+        log_bytes = self._log_bytes() or b""
+        table = self._read_once(log_bytes, repair=True)
+        marker = {"id": _header_id(log_bytes), "upto": len(log_bytes)}
         encoded = {**_encode(table), "log": marker}
         recordfile.write_atomic(self.path, recordfile.dumps_compact(encoded), fsync=False)
         recordfile.write_atomic(self.log_path, _header(), fsync=False)
@@ -255,7 +277,9 @@ def _header_id(data: bytes) -> str | None:
     """The id a log's first line names (``data`` starts with it), or None."""
     try:
         obj = recordfile.loads(data.partition(b"\n")[0])
-        if obj["v"] != FORMAT or type(obj["log"]) is not str or not obj["log"]:
+        if type(obj["v"]) is not int or obj["v"] != FORMAT:
+            return None
+        if type(obj["log"]) is not str or not obj["log"]:
             return None
         return str(obj["log"])
     except recordfile.SHAPE_ERRORS:
@@ -302,7 +326,9 @@ def _parse_log(
         start = max(start, counted[1])
     writes = []
     skipped = 0
-    for line in data[start:].split(b"\n"):
+    # What follows the last newline is a write under way (or one a crash cut short,
+    # which the next write ends): not counted, and not worth a warning.
+    for line in data[start:].split(b"\n")[:-1]:
         if not line:
             continue
         try:
