@@ -605,3 +605,23 @@ def test_a_registry_token_is_kept_out_of_the_home_and_the_messages(
     assert leaks == []  # not in the audit log, the generations or the registry cache
     # A new token is the same registry: its cache and trusted version are kept.
     assert cache_dir(home) == cache_folder(home, served.url())
+
+
+def test_a_cache_write_makes_its_folder_and_skips_a_temporary_name_a_dead_process_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import itertools
+
+    from plugmarket._internal import http_cache
+
+    target = tmp_path / "cache" / "registry" / "blobs" / "body"
+    atomic_write(target, b"first")  # the folders do not exist yet
+    assert target.read_bytes() == b"first"
+    assert target.stat().st_mode & 0o777 == 0o600  # private, as a registry's files may be
+    # The name the next write would take, left behind by a process with this one's id.
+    monkeypatch.setattr(http_cache, "_temp_numbers", itertools.count(7))
+    taken = target.parent / f".body.{os.getpid()}.{threading.get_ident()}.7.tmp"
+    taken.write_bytes(b"debris")
+    atomic_write(target, b"second")
+    assert target.read_bytes() == b"second" and taken.read_bytes() == b"debris"
+    assert sorted(p.name for p in target.parent.iterdir()) == [taken.name, "body"]

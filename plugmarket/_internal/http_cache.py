@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
-import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,11 +97,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
     rollback protection rests on, is owed to the next durable batch
     (:meth:`DiskCache.write_state`).
     """
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except FileNotFoundError:  # the first write into the folder (a mkdir costs a syscall)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -112,6 +109,33 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` (``.<name>.<pid>.<thread>.<n>.tmp``), open
+    for writing, and its name; the folder is made on the first write into it.
+
+    Unique without a random part, as the store's temporary folders are
+    (``tempfile.mkstemp`` spends tens of microseconds making a random one):
+    a name taken by a dead process with the same id is skipped.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    stem = f"{path.parent}{os.sep}.{path.name}.{os.getpid()}.{threading.get_ident()}"
+    made = False
+    while True:
+        tmp = f"{stem}.{next(_temp_numbers)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o600), tmp  # as mkstemp made them: private
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if made:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made = True
+
+
+_temp_numbers = itertools.count()
 
 
 class DiskCache:
