@@ -475,7 +475,7 @@ def test_a_reader_that_meets_two_folds_between_its_reads_counts_nothing_twice(
     writer = Stats(home)
     for _ in range(3):
         writer.record("app", "load", 0.5)
-    monkeypatch.setattr(stats_module, "COMPACT_AT", 150)
+    monkeypatch.setattr(stats_module, "COMPACT_AT", 50)  # every write folds
     real_load = stats_module._load_table
     met: list[int] = []
 
@@ -563,6 +563,67 @@ def test_the_records_lock_is_reentrant_in_a_thread_and_exclusive_across_threads(
         thread.join()
     assert other == ["excluded"]
     assert [e.operation for e in AuditLog(home).read()] == ["denied"]
+
+
+def test_a_denial_audited_while_this_thread_waits_for_the_records_lock_is_a_warning(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plugmarket._internal import recordfile
+
+    class AuditsWhileWaiting(logging.Handler):
+        fired = False
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if not self.fired and "ttempting" in record.getMessage():  # filelock's, waiting
+                self.fired = True
+                AuditLog(home).denial(
+                    CapabilityDenied(plugin_id="p", capability="net", operation="connect")
+                )
+
+    handler = AuditsWhileWaiting()
+    filelock_log = logging.getLogger("filelock")
+    filelock_log.addHandler(handler)
+    try:
+        with (
+            caplog.at_level(logging.DEBUG, logger="filelock"),
+            recordfile.locked_records(home),
+        ):
+            AuditLog(home).append_locked(AuditLog.entry("install", "x"))
+    finally:
+        filelock_log.removeHandler(handler)
+    assert handler.fired and "could not record a capability denial" in caplog.text
+    assert [e.operation for e in AuditLog(home).read()] == ["install"]
+
+
+def test_a_line_appended_by_this_thread_during_a_fold_is_counted_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal import recordfile
+    from plugmarket._internal import stats as stats_module
+
+    stats = Stats(home)
+    for _ in range(3):
+        stats.record("app", "load", 0.5)
+    monkeypatch.setattr(stats_module, "COMPACT_AT", 100)
+    real = recordfile.write_atomic
+
+    nested: list[int] = []
+
+    def nested_append_first(path: Path, data: bytes, *, fsync: bool) -> None:
+        if path.name == "stats.json" and not nested:  # the fold read the log; then, from
+            nested.append(1)  # a logging handler say, this thread appends (no new fold)
+            stats.append_locked([("other", "install", None)])
+        real(path, data, fsync=fsync)
+
+    monkeypatch.setattr(recordfile, "write_atomic", nested_append_first)
+    assert stats.record("app", "load", 0.5).loads == 4
+    monkeypatch.setattr(recordfile, "write_atomic", real)
+    assert b'"other"' in (home / "stats.log").read_bytes()  # kept: not in the table yet
+    got = Stats(home).get()
+    assert (got["app"].loads, got["other"].installs) == (4, 1)
+    assert stats.record("app", "load", 0.5).loads == 5  # the next write folds it all
+    got = Stats(home).get()
+    assert (got["app"].loads, got["other"].installs) == (5, 1)
 
 
 def test_statistics_of_an_operation_whose_audit_line_fails_are_still_counted(

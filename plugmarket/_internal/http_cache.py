@@ -119,7 +119,8 @@ def _create_temp(path: Path) -> tuple[int, str]:
     (``tempfile.mkstemp`` spends tens of microseconds making a random one):
     a name taken by a dead process with the same id is skipped.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)  # no newline translation
     stem = f"{path.parent}{os.sep}.{path.name}.{os.getpid()}.{threading.get_ident()}"
     made = False
     while True:

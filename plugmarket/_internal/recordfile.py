@@ -70,8 +70,15 @@ def record_error(path: Path, what: str, exc: OSError) -> PlugmarketError:
 
 def locked_records(home: Path) -> AbstractContextManager[None]:
     """Hold the home's :data:`RECORDS_LOCK` (see :func:`locked`), under which the audit
-    log and the statistics' log are appended to."""
-    return _locked_file(home / RECORDS_LOCK)
+    log and the statistics' log are appended to.
+
+    Re-entrant in a thread (one ``FileLock`` object per process): a capability
+    denial audited while this thread writes records (from a logging handler a
+    statistics warning reaches) appends its line instead of waiting for
+    itself. Only appends nest safely; the statistics' fold checks that none
+    came in while it ran (see :mod:`plugmarket._internal.stats`).
+    """
+    return _locked_file(home / RECORDS_LOCK, reentrant=True)
 
 
 def locked(path: Path) -> AbstractContextManager[None]:
@@ -81,11 +88,11 @@ def locked(path: Path) -> AbstractContextManager[None]:
         PlugmarketError: the folder cannot be written, or another process held
             the lock for longer than :data:`LOCK_TIMEOUT`.
     """
-    return _locked_file(path.with_name(path.name + ".lock"))
+    return _locked_file(path.with_name(path.name + ".lock"), reentrant=False)
 
 
 @contextmanager
-def _locked_file(lock_path: Path) -> Iterator[None]:
+def _locked_file(lock_path: Path, *, reentrant: bool) -> Iterator[None]:
     """Hold the lock file ``lock_path`` (creating the folder if needed).
 
     Raises:
@@ -96,11 +103,15 @@ def _locked_file(lock_path: Path) -> Iterator[None]:
 
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        # One object per file in the process: re-entrant in a thread (a capability
-        # denial audited while this thread writes records, from a logging handler, say),
-        # exclusive across threads and processes.
-        lock = FileLock(lock_path, timeout=LOCK_TIMEOUT, is_singleton=True)
+        # A singleton is re-entrant in a thread, and still exclusive across threads
+        # (each has its own descriptor) and processes.
+        lock = FileLock(lock_path, timeout=LOCK_TIMEOUT, is_singleton=reentrant)
         lock.acquire()
+    except RuntimeError as exc:  # filelock: taken again while this thread waits for it
+        raise PlugmarketError(
+            f"{lock_path} was asked for again while this thread waited for it",
+            hint="Something logged while plugmarket waited for its records; try again.",
+        ) from exc
     except Timeout as exc:
         raise PlugmarketError(
             f"{lock_path} stayed locked by another process for {LOCK_TIMEOUT:.0f} seconds",

@@ -16,11 +16,11 @@ Two files in the home, so that counting an event is one append:
   empty one under a new id; a crash in between leaves the table naming the
   old log, whose counted bytes readers then skip, so nothing counts twice.
 
-Readers take no lock: they read the log, then the table, then the log's
-first line again. A fold between the first two reads is seen whole (the
-table names the log it holds); if the log was replaced by then, the table
-may hold it without saying so, and the reader reads again (after three
-tries, under the lock). Statistics are a convenience: nothing is flushed
+Readers take no lock: they read the log, then the table. A table that
+names the log read says how much of it it holds; one that names another
+holds none of it, unless folds ended between the two reads, and then the
+log is another one by now: the reader reads its first line again and, if
+so, reads again (after three tries, under the lock). Statistics are a convenience: nothing is flushed
 to the disk, and a damaged table or log is started again from nothing, with
 a warning, the old one moved aside to ``<file>.damaged``
 (docs/decisions/0006-records.md).
@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import secrets
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -53,6 +54,7 @@ STATS_LOG = "stats.log"
 FORMAT = 1  # the table's "format", and the log's "v"
 COMPACT_AT = 256 * 1024  # bytes of log folded into the table (about 2,500 writes)
 _TRIES = 3  # lock-free reads before a reader that keeps meeting folds takes the lock
+_folding = threading.local()  # .now: this thread is folding (the records lock is re-entrant)
 _COUNTS = {"install": "installs", "update": "updates", "uninstall": "uninstalls", "load": "loads"}
 
 Event = tuple[str, str, "float | None"]  # (plugin id, event, seconds or None)
@@ -152,7 +154,7 @@ class Stats:
                 size = recordfile.append_line(self.log_path, _header() + line)
         except OSError as exc:
             raise recordfile.record_error(self.log_path, "write", exc) from exc
-        if size > COMPACT_AT:
+        if size > COMPACT_AT and not getattr(_folding, "now", False):
             try:
                 self._fold()
             except PlugmarketError as exc:  # the events are counted: the next write folds
@@ -183,16 +185,22 @@ class Stats:
         damaged table or log aside and remove a crashed writer's temporary files."""
         if repair:
             _remove_leftovers(self.home)
-            return self._read_once(self._log_bytes(), repair=True)
+            return self._read_once(self._log_bytes(), repair=True)[0]
+        table: dict[str, PluginStats] = {}
         for _ in range(_TRIES):
             log_bytes = self._log_bytes()  # first: see the module's docstring
-            table = self._read_once(log_bytes, repair=False)
-            # A fold of this log that ended before the table was read is in the table;
-            # unless the table names this log, it cannot say how much: read again.
-            if _header_id(log_bytes or b"") == _log_id(self.log_path):
+            table, named = self._read_once(log_bytes, repair=False)
+            read_id = _header_id(log_bytes or b"")
+            # A table that names the log read says how much of it it holds. Any other
+            # holds none of it, unless a fold of that log ended before the table was
+            # read; then the log is another one by now: read again.
+            if named == read_id or _log_id(self.log_path) == read_id:
                 return table
-        with recordfile.locked_records(self.home):  # folds come every ~2,500 writes
-            return self._read_once(self._log_bytes(), repair=False)
+        try:
+            with recordfile.locked_records(self.home):  # folds come every ~2,500 writes
+                return self._read_once(self._log_bytes(), repair=False)[0]
+        except PlugmarketError:  # a read-only home: nobody folds it either
+            return table
 
     def _log_bytes(self) -> bytes | None:
         try:
@@ -202,14 +210,17 @@ class Stats:
         except OSError as exc:
             raise recordfile.record_error(self.log_path, "read", exc) from exc
 
-    def _read_once(self, log_bytes: bytes | None, *, repair: bool) -> dict[str, PluginStats]:
+    def _read_once(
+        self, log_bytes: bytes | None, *, repair: bool
+    ) -> tuple[dict[str, PluginStats], str | None]:
+        """The table with ``log_bytes`` folded in, and the log the table names."""
         table, counted, problem = _load_table(self.path)
         if problem:
             self._damaged(self.path, problem, repair)
         events, problem = _parse_log(log_bytes, counted)
         if problem:
             self._damaged(self.log_path, problem, repair)
-        return _fold(table, events)
+        return _fold(table, events), None if counted is None else counted[0]
 
     def _damaged(self, path: Path, problem: str, repair: bool) -> None:
         if not repair:
@@ -224,13 +235,26 @@ class Stats:
 
     def _fold(self) -> None:
         """Fold the log into the table, then start a new log (records lock held)."""
+        _folding.now = True  # an append nested in it (see below) does not fold again
+        try:
+            self._fold_now()
+        finally:
+            _folding.now = False
+
+    def _fold_now(self) -> None:
         _remove_leftovers(self.home)
         log_bytes = self._log_bytes() or b""
-        table = self._read_once(log_bytes, repair=True)
-        marker = {"id": _header_id(log_bytes), "upto": len(log_bytes)}
-        encoded = {**_encode(table), "log": marker}
+        log_id = _header_id(log_bytes)
+        table = self._read_once(log_bytes, repair=True)[0]
+        encoded = _encode(table)
+        if log_id is not None:
+            encoded["log"] = {"id": log_id, "upto": len(log_bytes)}
         recordfile.write_atomic(self.path, recordfile.dumps_compact(encoded), fsync=False)
-        recordfile.write_atomic(self.log_path, _header(), fsync=False)
+        # A line appended meanwhile by this thread (the lock is re-entrant: a denial
+        # audited from a logging handler) is not in the table: keep the log, which the
+        # table names up to where it was read; the next write folds again.
+        if log_id is None or self.log_path.stat().st_size == len(log_bytes):
+            recordfile.write_atomic(self.log_path, _header(), fsync=False)
 
 
 def checked(events: Iterable[Event]) -> list[Event]:
@@ -270,6 +294,8 @@ def _log_id(path: Path) -> str | None:
             first = f.readline(256)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise recordfile.record_error(path, "read", exc) from exc
     return _header_id(first)
 
 
@@ -315,7 +341,7 @@ def _parse_log(
 
     Damaged lines (a write cut short) are skipped with a warning; a damaged
     first line makes the whole log unreadable."""
-    if not data:
+    if not data or b"\n" not in data:  # none yet, or its first line is being written
         return [], ""
     first, _, _ = data.partition(b"\n")
     log_id = _header_id(first)

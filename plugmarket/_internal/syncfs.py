@@ -83,25 +83,10 @@ def open_watch(folder: Path) -> Watch | None:
         dev = os.fstat(fd).st_dev
     except OSError:
         dev = -1
-    if dev == -1 or _type_of(dev) not in TRUSTED_TYPES:
+    if dev == -1 or fs_type(dev) not in TRUSTED_TYPES:
         os.close(fd)
         return None
     return Watch(fd, dev)
-
-
-def _type_of(dev: int) -> str:
-    """:func:`fs_type`, read once per device in a process (each transaction opens a
-    watch; reading the mount table took about 0.1 ms). A device's file system
-    cannot change while it is mounted; a device number reused by a later mount
-    gets the answer of the first (only a block device is ever trusted, and one
-    cannot take another file system without being unmounted and formatted)."""
-    known = _types.get(dev)
-    if known is None:
-        known = _types[dev] = fs_type(dev)
-    return known
-
-
-_types: dict[int, str] = {}
 
 
 def covers(watch: Watch, paths: Iterable[Path]) -> bool:
