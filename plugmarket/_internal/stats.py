@@ -20,9 +20,10 @@ Readers take no lock: they read the log, then the table. A table that
 names the log read says how much of it it holds; one that names another
 holds none of it, unless folds ended between the two reads, and then the
 log is another one by now: the reader reads its first line again and, if
-so, reads again (after three tries, under the lock). Statistics are a convenience: nothing is flushed
-to the disk, and a damaged table or log is started again from nothing, with
-a warning, the old one moved aside to ``<file>.damaged``
+so, reads again (after three tries, under the lock). Statistics are a
+convenience: nothing is flushed to the disk, and a damaged table or log is
+started again from nothing, with a warning, the old one moved aside to
+``<file>.damaged``
 (docs/decisions/0006-records.md).
 """
 
