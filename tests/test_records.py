@@ -9,7 +9,7 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -436,17 +436,27 @@ def test_a_long_log_is_folded_into_the_table_and_counts_stay_exact(
     assert [got[f"p{k}"].installs for k in range(3)] == [14, 13, 13]
 
 
-def test_a_fold_cut_short_between_its_two_writes_counts_nothing_twice(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _loads_then_fold_next(
+    home: Path, monkeypatch: pytest.MonkeyPatch, loads: int, seconds: float
+) -> tuple[Stats, Callable[..., None]]:
+    """Statistics with ``loads`` loads of "app", whose next write folds the log; and the
+    real ``recordfile.write_atomic``, for a test that stands in for it."""
     from plugmarket._internal import recordfile
     from plugmarket._internal import stats as stats_module
 
     stats = Stats(home)
-    for _ in range(5):
-        stats.record("app", "load", 0.25)
+    for _ in range(loads):
+        stats.record("app", "load", seconds)
     monkeypatch.setattr(stats_module, "COMPACT_AT", 100)
-    real = recordfile.write_atomic
+    return stats, recordfile.write_atomic
+
+
+def test_a_fold_cut_short_between_its_two_writes_counts_nothing_twice(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugmarket._internal import recordfile
+
+    stats, real = _loads_then_fold_next(home, monkeypatch, 5, 0.25)
     writes: list[Path] = []
 
     def die_before_the_new_log(path: Path, data: bytes, *, fsync: bool) -> None:
@@ -599,13 +609,8 @@ def test_a_line_appended_by_this_thread_during_a_fold_is_counted_once(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from plugmarket._internal import recordfile
-    from plugmarket._internal import stats as stats_module
 
-    stats = Stats(home)
-    for _ in range(3):
-        stats.record("app", "load", 0.5)
-    monkeypatch.setattr(stats_module, "COMPACT_AT", 100)
-    real = recordfile.write_atomic
+    stats, real = _loads_then_fold_next(home, monkeypatch, 3, 0.5)
 
     nested: list[int] = []
 

@@ -86,24 +86,6 @@ class Bookkeeping:
             self.changed = outer + self.changed  # the enclosing operation changed them too
             self._write(entry, counted)
 
-    def audit(
-        self,
-        operation: str,
-        subject: str,
-        result: str,
-        *,
-        changed: Sequence[PlanItem] = (),
-        generation: int | None = None,
-        note: str = "",
-    ) -> None:
-        """Append one operation, with the plugins it changed, to the audit log."""
-        self._write(
-            self._entry(
-                operation, subject, result, changed=changed, generation=generation, note=note
-            ),
-            (),
-        )
-
     def denial(self, denial: Any) -> None:
         """Append a capability denial to the audit log (the live set's audit callback)."""
         from plugmarket._internal.records import AuditLog
@@ -121,7 +103,7 @@ class Bookkeeping:
         from plugmarket._internal.records import Reviews
 
         review = Reviews(self.home).rate(plugin_id, stars, text)
-        self.audit("rate", plugin_id, "ok", note=f"{stars} stars")
+        self._write(self._entry("rate", plugin_id, "ok", note=f"{stars} stars"), ())
         return review
 
     def reviews(self, plugin_id: str) -> Any:
